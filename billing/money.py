@@ -1,0 +1,28 @@
+"""How amounts and quantities are written on the wire: decimal strings, never floats."""
+
+from decimal import Decimal, InvalidOperation
+
+from billing.pricing import round6
+
+
+def format_amount(amount: Decimal) -> str:
+    """Money to exactly 6 places: "12.340000"."""
+    text = f"{round6(amount):f}"
+    return "0.000000" if text == "-0.000000" else text
+
+
+def format_quantity(quantity: Decimal) -> str:
+    """Usage to at most 6 places, without trailing zeros: "41.2", "100"."""
+    rounded = round6(quantity)
+    if rounded == 0:
+        return "0"
+    text = f"{rounded.normalize():f}"
+    return text
+
+
+def parse_quantity(text: str) -> Decimal:
+    """The inverse of the wire format, for values we wrote ourselves."""
+    try:
+        return Decimal(text)
+    except InvalidOperation:
+        raise ValueError(f"not a decimal string: {text!r}") from None

@@ -1,0 +1,52 @@
+"""Reads of billing state: usage of the open period, used by the API and dashboards."""
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from billing.models import Account, MeterPeriodUsage
+from billing.periods import period_bounds
+
+
+@dataclass(frozen=True)
+class MeterUsage:
+    meter_id: str
+    usage: Decimal
+    amount: Decimal
+
+
+@dataclass(frozen=True)
+class AccountUsage:
+    account_id: str
+    currency: str
+    period_start: datetime
+    period_end: datetime
+    total: Decimal
+    meters: list[MeterUsage]
+
+
+def account_usage(*, account: Account, at: datetime) -> AccountUsage:
+    """Each of the account's meters' usage and amount in the period holding `at`."""
+    start, end = period_bounds(at, timezone=account.timezone)
+    rows = {
+        row.meter_id: row
+        for row in MeterPeriodUsage.objects.filter(account=account, period_start=start)
+    }
+    meters = []
+    for meter_id in account.meters.order_by("created_at", "id").values_list("id", flat=True):
+        row = rows.get(meter_id)
+        meters.append(
+            MeterUsage(
+                meter_id=meter_id,
+                usage=row.usage if row else Decimal(0),
+                amount=row.amount if row else Decimal(0),
+            )
+        )
+    return AccountUsage(
+        account_id=account.id,
+        currency=account.currency,
+        period_start=start,
+        period_end=end,
+        total=sum((m.amount for m in meters), Decimal(0)),
+        meters=meters,
+    )
