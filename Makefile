@@ -18,7 +18,7 @@ system-deps:
 
 run: $(STAMP)
 	$(PY) manage.py migrate --no-input
-	$(PY) manage.py runstack
+	exec $(PY) manage.py runstack
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

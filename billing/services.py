@@ -1,0 +1,208 @@
+"""Rating: a frame of checked readings becomes committed charges, exactly once.
+
+One transaction per frame: lock the meter, drop readings already recorded
+(the `(meter, reading id)` idempotency key), rate the rest against the tariff
+in force at their timestamps, save readings, charges and running totals.
+Dashboards hear of it only after the commit.
+"""
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from functools import partial
+from typing import Any
+
+from django.db import transaction
+from django.db.models import Sum
+from django.utils import timezone
+
+from billing.events import dashboard_publish
+from billing.models import Account, Charge, MeterPeriodUsage, Tariff
+from billing.money import format_amount, format_quantity
+from billing.periods import isoformat, period_bounds
+from billing.pricing import PricingModel, charge_amount, pricing_model
+from metering.models import Meter, MeterTariff, Reading
+from metering.parsing import ReadingError, ReadingIn
+
+
+@dataclass
+class RatingResult:
+    ids: list[str] = field(default_factory=list)  # charged by this call
+    duplicates: list[str] = field(default_factory=list)  # recorded before
+    errors: list[ReadingError] = field(default_factory=list)  # refused, nothing charged
+    events: list[dict[str, Any]] = field(default_factory=list)  # for dashboards, on commit
+
+
+class _TariffHistory:
+    """The meter's tariffs over time; readings before the first assignment use the first."""
+
+    def __init__(self, assignments: Sequence[MeterTariff]):
+        self._assignments = list(assignments)
+        self._models: dict[str, PricingModel] = {}
+
+    def at(self, moment: datetime) -> tuple[Tariff, PricingModel]:
+        chosen = self._assignments[0]
+        for assignment in self._assignments[1:]:
+            if assignment.effective_from > moment:
+                break
+            chosen = assignment
+        tariff = chosen.tariff
+        if tariff.id not in self._models:
+            self._models[tariff.id] = pricing_model(tariff.model, tariff.params)
+        return tariff, self._models[tariff.id]
+
+
+def readings_rate(*, meter_id: str, readings: Sequence[ReadingIn]) -> RatingResult:
+    """Rate one frame of a meter's readings in one transaction. Safe to call twice."""
+    result = RatingResult()
+    with transaction.atomic():
+        meter = Meter.objects.select_for_update().select_related("account").filter(pk=meter_id).first()
+        if meter is None or not meter.active:
+            reason = "meter_unknown" if meter is None else "meter_disabled"
+            result.errors = [ReadingError(r.id, reason, f"meter {meter_id} is not accepting readings") for r in readings]
+            return result
+        fresh = _drop_duplicates(meter, readings, result)
+        if not fresh:
+            return result
+        _rate(meter, fresh, result)
+        transaction.on_commit(
+            partial(dashboard_publish, account_id=meter.account_id, events=result.events),
+            robust=True,
+        )
+    return result
+
+
+def _drop_duplicates(meter: Meter, readings: Sequence[ReadingIn], result: RatingResult) -> list[ReadingIn]:
+    seen = set(
+        Reading.objects.filter(meter=meter, reading_id__in={r.id for r in readings}).values_list(
+            "reading_id", flat=True
+        )
+    )
+    fresh = []
+    for reading in readings:
+        if reading.id in seen:
+            result.duplicates.append(reading.id)
+        else:
+            seen.add(reading.id)
+            fresh.append(reading)
+    return fresh
+
+
+def _rate(meter: Meter, readings: list[ReadingIn], result: RatingResult) -> None:
+    account = meter.account
+    now = timezone.now()
+    tariffs = _TariffHistory(meter.tariff_history.select_related("tariff"))
+    periods = _PeriodUsages(meter)
+    new_readings: list[Reading] = []
+    new_charges: list[Charge] = []
+    frames: dict[datetime, list[Charge]] = defaultdict(list)
+
+    for reading in readings:
+        try:
+            usage = _usage_of(meter, reading)
+        except ReadingError as error:
+            result.errors.append(error)
+            continue
+        tariff, model = tariffs.at(reading.ts)
+        start, end = period_bounds(reading.ts, timezone=account.timezone, billing_period=tariff.billing_period)
+        period = periods.get(start, end)
+        amount = charge_amount(model, before=period.usage, after=period.usage + usage)
+        period.usage += usage
+        period.amount += amount
+        row = Reading(
+            meter=meter, reading_id=reading.id, ts=reading.ts, quantity=usage, value=reading.value, received_at=now
+        )
+        charge = Charge(
+            account=account,
+            meter=meter,
+            reading=row,
+            tariff=tariff,
+            period_start=start,
+            quantity=usage,
+            amount=amount,
+            currency=account.currency,
+            rated_at=now,
+        )
+        new_readings.append(row)
+        new_charges.append(charge)
+        frames[start].append(charge)
+        result.ids.append(reading.id)
+
+    Reading.objects.bulk_create(new_readings)
+    Charge.objects.bulk_create(new_charges)  # each charge's reading now has its primary key
+    periods.save()
+    if meter.kind == Meter.Kind.CUMULATIVE:
+        meter.save(update_fields=["last_value", "last_ts"])
+
+    # The account row lock orders concurrent frames of one account's meters,
+    # so each event's period_total counts every charge committed before it.
+    Account.objects.select_for_update().filter(pk=account.pk).exists()
+    for start, charges in frames.items():
+        period = periods.rows[start]
+        total = MeterPeriodUsage.objects.filter(account=account, period_start=start).aggregate(
+            total=Sum("amount")
+        )["total"]
+        result.events.append(
+            {
+                "type": "charge",
+                "account": account.id,
+                "meter": meter.id,
+                "reading_ids": [c.reading.reading_id for c in charges],
+                "quantity": format_quantity(sum((c.quantity for c in charges), Decimal(0))),
+                "amount": format_amount(sum((c.amount for c in charges), Decimal(0))),
+                "meter_usage": format_quantity(period.usage),
+                "period_total": format_amount(total or Decimal(0)),
+                "period": {"start": isoformat(start), "end": isoformat(period.period_end)},
+                "rated_at": isoformat(now),
+            }
+        )
+
+
+def _usage_of(meter: Meter, reading: ReadingIn) -> Decimal:
+    """The usage a reading stands for; updates a cumulative meter's register baseline."""
+    if meter.kind == Meter.Kind.DELTA:
+        return reading.quantity
+    value = reading.value
+    if meter.rollover_at is not None and value >= meter.rollover_at:
+        raise ReadingError(reading.id, "invalid_reading", f"value must be below the meter's rollover_at {meter.rollover_at}")
+    if meter.last_value is None:
+        usage = Decimal(0)  # the first reading only sets the baseline
+    elif reading.ts < meter.last_ts:
+        # Older than the latest register: its interval is already counted
+        # in the increase up to that register, so it adds no usage.
+        return Decimal(0)
+    elif value >= meter.last_value:
+        usage = value - meter.last_value
+    elif meter.rollover_at is not None:
+        usage = meter.rollover_at - meter.last_value + value
+    else:
+        raise ReadingError(
+            reading.id,
+            "register_decreased",
+            f"value {value} is below the previous register {meter.last_value} and the meter has no rollover_at",
+        )
+    meter.last_value, meter.last_ts = value, reading.ts
+    return usage
+
+
+class _PeriodUsages:
+    """The meter's running totals for the periods a frame touches, loaded and saved once."""
+
+    def __init__(self, meter: Meter):
+        self._meter = meter
+        self.rows: dict[datetime, MeterPeriodUsage] = {}
+
+    def get(self, start: datetime, end: datetime) -> MeterPeriodUsage:
+        if start not in self.rows:
+            row, _ = MeterPeriodUsage.objects.get_or_create(
+                meter=self._meter,
+                period_start=start,
+                defaults={"account_id": self._meter.account_id, "period_end": end},
+            )
+            self.rows[start] = row
+        return self.rows[start]
+
+    def save(self) -> None:
+        MeterPeriodUsage.objects.bulk_update(list(self.rows.values()), ["usage", "amount"])

@@ -1,0 +1,173 @@
+"""WebSocket consumers: devices stream readings in, dashboards watch charges come out.
+
+They parse and authenticate only. Rating happens in the `rating` workers;
+a device hears `ack` once the worker has committed the frame's charges.
+"""
+
+import json
+import logging
+from datetime import timedelta
+from urllib.parse import parse_qs
+
+from channels.db import database_sync_to_async
+from channels.exceptions import ChannelFull
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+from django.utils import timezone
+
+from billing.events import account_group, meter_group
+from metering.connections import meter_connection_close, meter_connection_open
+from metering.parsing import ReadingError, parse_frame
+from metering.selectors import Access, account_snapshot, dashboard_access, meter_for_token
+from routing.channels import RATING_CHANNEL
+
+logger = logging.getLogger(__name__)
+
+CLOSE_UNAUTHENTICATED = 4401
+CLOSE_FORBIDDEN = 4403
+BUSY_RETRY_MS = 500
+
+
+def bearer_token(scope) -> str | None:
+    """The token from `Authorization: Bearer ...`, else from `?token=`."""
+    for name, value in scope.get("headers", []):
+        if name == b"authorization":
+            scheme, _, token = value.decode("latin-1").partition(" ")
+            if scheme.lower() == "bearer" and token.strip():
+                return token.strip()
+    values = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("token")
+    return values[0] if values else None
+
+
+class DeviceConsumer(AsyncWebsocketConsumer):
+    meter = None
+
+    async def connect(self):
+        token = bearer_token(self.scope)
+        meter = await database_sync_to_async(meter_for_token)(token=token) if token else None
+        # Accept before closing: a close before accept is an HTTP 403, and the
+        # device would never see the contract's close code.
+        await self.accept()
+        if meter is None:
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        if not meter.active:
+            await self.close(code=CLOSE_FORBIDDEN)
+            return
+        await self.channel_layer.group_add(meter_group(meter.id), self.channel_name)
+        # A rotation or deactivation between the lookup and joining the group
+        # sent its close message before we could hear it: look again.
+        again = await database_sync_to_async(meter_for_token)(token=token)
+        if again is None or not again.active:
+            await self.channel_layer.group_discard(meter_group(meter.id), self.channel_name)
+            await self.close(code=CLOSE_UNAUTHENTICATED if again is None else CLOSE_FORBIDDEN)
+            return
+        self.meter = meter
+        await database_sync_to_async(meter_connection_open)(
+            meter_id=meter.id, channel_name=self.channel_name
+        )
+        await self._publish_status(online=True)
+
+    async def disconnect(self, code):
+        meter, self.meter = self.meter, None
+        if meter is None:
+            return
+        await self.channel_layer.group_discard(meter_group(meter.id), self.channel_name)
+        went_offline = await database_sync_to_async(meter_connection_close)(
+            meter_id=meter.id, channel_name=self.channel_name
+        )
+        if went_offline:
+            await self._publish_status(online=False, meter=meter)
+
+    async def receive(self, text_data=None, bytes_data=None):
+        if self.meter is None:
+            return
+        try:
+            frame = parse_frame(
+                text_data if text_data is not None else bytes_data,
+                kind=self.meter.kind,
+                now=timezone.now(),
+                max_bytes=settings.METERLINE_MAX_FRAME_BYTES,
+                max_batch=settings.METERLINE_MAX_BATCH,
+                max_future=timedelta(seconds=settings.METERLINE_MAX_FUTURE_SECONDS),
+            )
+        except ReadingError as error:
+            await self._send(error.to_message())
+            return
+        for error in frame.errors:
+            await self._send(error.to_message())
+        if not frame.readings:
+            return
+        message = {
+            "type": "rate.readings",
+            "meter": self.meter.id,
+            "reply_to": self.channel_name,
+            "readings": [reading.to_wire() for reading in frame.readings],
+        }
+        try:
+            await self.channel_layer.send(RATING_CHANNEL, message)
+        except ChannelFull:
+            await self._send(
+                {
+                    "type": "busy",
+                    "ids": [reading.id for reading in frame.readings],
+                    "retry_after_ms": BUSY_RETRY_MS,
+                }
+            )
+
+    # --- messages from workers and the operator API ---------------------------
+
+    async def rating_result(self, message):
+        if message["ids"] or message["duplicates"]:
+            await self._send(
+                {"type": "ack", "ids": message["ids"], "duplicates": message["duplicates"]}
+            )
+        for error in message["errors"]:
+            await self._send(error)
+
+    async def rating_busy(self, message):
+        await self._send(
+            {"type": "busy", "ids": message["ids"], "retry_after_ms": message["retry_after_ms"]}
+        )
+
+    async def meter_close(self, message):
+        await self.close(code=message["code"])
+
+    async def _send(self, message: dict) -> None:
+        await self.send(text_data=json.dumps(message))
+
+    async def _publish_status(self, *, online: bool, meter=None) -> None:
+        meter = meter or self.meter
+        event = {"type": "meter_status", "meter": meter.id, "online": online}
+        await self.channel_layer.group_send(
+            account_group(meter.account_id), {"type": "dashboard.event", "event": event}
+        )
+
+
+class DashboardConsumer(AsyncWebsocketConsumer):
+    group = None
+
+    async def connect(self):
+        account_id = self.scope["url_route"]["kwargs"]["account_id"]
+        access = await database_sync_to_async(dashboard_access)(
+            account_id=account_id, token=bearer_token(self.scope)
+        )
+        await self.accept()
+        if access is not Access.ALLOWED:
+            await self.close(code=access.value)
+            return
+        # Join before taking the snapshot, so no charge falls between the two.
+        self.group = account_group(account_id)
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        snapshot = await database_sync_to_async(account_snapshot)(account_id=account_id)
+        await self.send(text_data=json.dumps(snapshot))
+
+    async def disconnect(self, code):
+        if self.group:
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    async def receive(self, text_data=None, bytes_data=None):
+        """Dashboards only listen."""
+
+    async def dashboard_event(self, message):
+        await self.send(text_data=json.dumps(message["event"]))

@@ -1,0 +1,174 @@
+"""The device protocol's input side: frames and readings checked into plain values.
+
+Pure functions: no Django, no I/O. Anything a device sends either becomes
+a `ReadingIn` or a `ReadingError` carrying one of the contract's error codes.
+"""
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+MAX_ID_LENGTH = 64
+# Readings are stored as DECIMAL(30, 9): 21 integer digits, 9 decimals.
+MAX_INTEGER_DIGITS = 21
+MAX_DECIMAL_PLACES = 9
+
+
+@dataclass(frozen=True)
+class ReadingIn:
+    """A checked reading. Exactly one of quantity (delta) and value (cumulative) is set."""
+
+    id: str
+    ts: datetime
+    quantity: Decimal | None = None
+    value: Decimal | None = None
+
+    def to_wire(self) -> dict[str, str | None]:
+        """Strings only: msgpack, the channel layer's serializer, carries no Decimal or datetime."""
+        return {
+            "id": self.id,
+            "ts": self.ts.isoformat(),
+            "quantity": None if self.quantity is None else str(self.quantity),
+            "value": None if self.value is None else str(self.value),
+        }
+
+    @classmethod
+    def from_wire(cls, data: Mapping[str, Any]) -> "ReadingIn":
+        quantity, value = data.get("quantity"), data.get("value")
+        return cls(
+            id=data["id"],
+            ts=datetime.fromisoformat(data["ts"]),
+            quantity=None if quantity is None else Decimal(quantity),
+            value=None if value is None else Decimal(value),
+        )
+
+
+@dataclass(frozen=True)
+class ReadingError(Exception):
+    """One rejected reading (id None: the whole frame). Resending it will not help."""
+
+    id: str | None
+    code: str
+    detail: str
+
+    def to_message(self) -> dict[str, str | None]:
+        return {"type": "error", "id": self.id, "code": self.code, "detail": self.detail}
+
+
+@dataclass(frozen=True)
+class Frame:
+    readings: list[ReadingIn]
+    errors: list[ReadingError]
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def parse_frame(
+    text: str | bytes, *, kind: str, now: datetime, max_bytes: int, max_batch: int, max_future: timedelta
+) -> Frame:
+    """Readings and per-reading errors of one frame; raises ReadingError (id None) for the frame."""
+    size = len(text.encode() if isinstance(text, str) else text)
+    if size > max_bytes:
+        raise ReadingError(None, "too_large", f"frame is {size} bytes; the limit is {max_bytes}")
+    try:
+        message = json.loads(text, parse_constant=_reject_constant)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ReadingError(None, "invalid_json", f"frame is not valid JSON: {exc}") from None
+    if not isinstance(message, dict):
+        raise ReadingError(None, "invalid_message", "a frame must be a JSON object")
+    kind_of_message = message.get("type")
+    if kind_of_message == "reading":
+        items = [message]
+    elif kind_of_message == "batch":
+        items = message.get("readings")
+        if not isinstance(items, list):
+            raise ReadingError(None, "invalid_message", "a batch needs a list in 'readings'")
+        if len(items) > max_batch:
+            raise ReadingError(
+                None, "too_large", f"batch holds {len(items)} readings; the limit is {max_batch}"
+            )
+    else:
+        raise ReadingError(
+            None, "invalid_message", "'type' must be 'reading' or 'batch'"
+        )
+    return parse_readings(items, kind=kind, now=now, max_future=max_future)
+
+
+def parse_readings(items: list[Any], *, kind: str, now: datetime, max_future: timedelta) -> Frame:
+    readings: list[ReadingIn] = []
+    errors: list[ReadingError] = []
+    for item in items:
+        try:
+            readings.append(parse_reading(item, kind=kind, now=now, max_future=max_future))
+        except ReadingError as error:
+            errors.append(error)
+    return Frame(readings=readings, errors=errors)
+
+
+def parse_reading(item: Any, *, kind: str, now: datetime, max_future: timedelta) -> ReadingIn:
+    if not isinstance(item, dict):
+        raise ReadingError(None, "invalid_reading", "a reading must be a JSON object")
+    reading_id = item.get("id")
+    if not isinstance(reading_id, str) or not 1 <= len(reading_id) <= MAX_ID_LENGTH:
+        raise ReadingError(
+            None, "invalid_reading", f"id must be a string of 1 to {MAX_ID_LENGTH} characters"
+        )
+
+    def invalid(detail: str) -> ReadingError:
+        return ReadingError(reading_id, "invalid_reading", detail)
+
+    ts = _parse_timestamp(item.get("ts"), invalid)
+    if ts > now + max_future:
+        raise ReadingError(
+            reading_id,
+            "future_timestamp",
+            f"ts is more than {int(max_future.total_seconds())} s ahead of the server's clock",
+        )
+    if kind == "delta":
+        if "value" in item:
+            raise invalid("this meter is a delta meter: send 'quantity', not 'value'")
+        return ReadingIn(id=reading_id, ts=ts, quantity=_parse_amount(item, "quantity", invalid))
+    if "quantity" in item:
+        raise invalid("this meter is a cumulative meter: send 'value', not 'quantity'")
+    return ReadingIn(id=reading_id, ts=ts, value=_parse_amount(item, "value", invalid))
+
+
+def _parse_timestamp(raw: Any, invalid) -> datetime:
+    if not isinstance(raw, str):
+        raise invalid("ts must be an ISO 8601 timestamp string with an offset")
+    try:
+        ts = datetime.fromisoformat(raw)
+    except ValueError:
+        raise invalid(f"ts {raw[:40]!r} is not an ISO 8601 timestamp") from None
+    if ts.tzinfo is None or ts.utcoffset() is None:
+        raise invalid("ts must include a UTC offset, e.g. 2026-11-23T18:30:00Z")
+    return ts
+
+
+def _parse_amount(item: dict, field: str, invalid) -> Decimal:
+    raw = item.get(field)
+    if raw is None:
+        raise invalid(f"{field} is required")
+    if not isinstance(raw, str):
+        raise invalid(f"{field} must be a decimal string, e.g. \"0.125\", not a JSON number")
+    try:
+        number = Decimal(raw.strip())
+    except InvalidOperation:
+        raise invalid(f"{field} must be a non-negative decimal string") from None
+    if not number.is_finite():
+        raise invalid(f"{field} must be a finite decimal")
+    if number < 0:
+        raise invalid(f"{field} must be a non-negative decimal")
+    _, digits, exponent = number.as_tuple()
+    if -exponent > MAX_DECIMAL_PLACES or len(digits) + exponent > MAX_INTEGER_DIGITS:
+        raise invalid(
+            f"{field} allows at most {MAX_INTEGER_DIGITS} digits before the point "
+            f"and {MAX_DECIMAL_PLACES} after"
+        )
+    # "1E+3" becomes 1000 so it is stored and echoed in plain notation.
+    return number.quantize(Decimal(1)) if exponent > 0 else number

