@@ -4,7 +4,9 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 
-def period_bounds(moment: datetime, *, timezone: str, billing_period: str = "month") -> tuple[datetime, datetime]:
+def period_bounds(
+    moment: datetime, *, timezone: str, billing_period: str = "month"
+) -> tuple[datetime, datetime]:
     """The [start, end) of the billing period holding `moment`, in the account's timezone."""
     if billing_period != "month":
         raise ValueError(f"unknown billing period {billing_period!r}")
@@ -23,4 +25,3 @@ def isoformat(moment: datetime) -> str:
     utc = moment.astimezone(ZoneInfo("UTC"))
     text = utc.isoformat()
     return text.replace("+00:00", "Z")
-

@@ -76,7 +76,7 @@ def charge_amount(model: PricingModel, *, before: Decimal, after: Decimal) -> De
 def parse_decimal(value: Any, field: str, *, minimum: Decimal | None = Decimal(0)) -> Decimal:
     """A finite decimal from a string; floats are refused so no binary rounding sneaks in."""
     if not isinstance(value, str):
-        raise TariffError(field, "must be a decimal string, e.g. \"0.25\"")
+        raise TariffError(field, 'must be a decimal string, e.g. "0.25"')
     try:
         number = Decimal(value.strip())
     except InvalidOperation:

@@ -58,10 +58,13 @@ def readings_rate(*, meter_id: str, readings: Sequence[ReadingIn]) -> RatingResu
     """Rate one frame of a meter's readings in one transaction. Safe to call twice."""
     result = RatingResult()
     with transaction.atomic():
-        meter = Meter.objects.select_for_update().select_related("account").filter(pk=meter_id).first()
+        meter = (
+            Meter.objects.select_for_update().select_related("account").filter(pk=meter_id).first()
+        )
         if meter is None or not meter.active:
             reason = "meter_unknown" if meter is None else "meter_disabled"
-            result.errors = [ReadingError(r.id, reason, f"meter {meter_id} is not accepting readings") for r in readings]
+            detail = f"meter {meter_id} is not accepting readings"
+            result.errors = [ReadingError(r.id, reason, detail) for r in readings]
             return result
         fresh = _drop_duplicates(meter, readings, result)
         if not fresh:
@@ -74,7 +77,9 @@ def readings_rate(*, meter_id: str, readings: Sequence[ReadingIn]) -> RatingResu
     return result
 
 
-def _drop_duplicates(meter: Meter, readings: Sequence[ReadingIn], result: RatingResult) -> list[ReadingIn]:
+def _drop_duplicates(
+    meter: Meter, readings: Sequence[ReadingIn], result: RatingResult
+) -> list[ReadingIn]:
     seen = set(
         Reading.objects.filter(meter=meter, reading_id__in={r.id for r in readings}).values_list(
             "reading_id", flat=True
@@ -106,13 +111,20 @@ def _rate(meter: Meter, readings: list[ReadingIn], result: RatingResult) -> None
             result.errors.append(error)
             continue
         tariff, model = tariffs.at(reading.ts)
-        start, end = period_bounds(reading.ts, timezone=account.timezone, billing_period=tariff.billing_period)
+        start, end = period_bounds(
+            reading.ts, timezone=account.timezone, billing_period=tariff.billing_period
+        )
         period = periods.get(start, end)
         amount = charge_amount(model, before=period.usage, after=period.usage + usage)
         period.usage += usage
         period.amount += amount
         row = Reading(
-            meter=meter, reading_id=reading.id, ts=reading.ts, quantity=usage, value=reading.value, received_at=now
+            meter=meter,
+            reading_id=reading.id,
+            ts=reading.ts,
+            quantity=usage,
+            value=reading.value,
+            received_at=now,
         )
         charge = Charge(
             account=account,
@@ -166,7 +178,8 @@ def _usage_of(meter: Meter, reading: ReadingIn) -> Decimal:
         return reading.quantity
     value = reading.value
     if meter.rollover_at is not None and value >= meter.rollover_at:
-        raise ReadingError(reading.id, "invalid_reading", f"value must be below the meter's rollover_at {meter.rollover_at}")
+        detail = f"value must be below the meter's rollover_at {meter.rollover_at}"
+        raise ReadingError(reading.id, "invalid_reading", detail)
     if meter.last_value is None:
         usage = Decimal(0)  # the first reading only sets the baseline
     elif reading.ts < meter.last_ts:
@@ -181,7 +194,8 @@ def _usage_of(meter: Meter, reading: ReadingIn) -> Decimal:
         raise ReadingError(
             reading.id,
             "register_decreased",
-            f"value {value} is below the previous register {meter.last_value} and the meter has no rollover_at",
+            f"value {value} is below the previous register {meter.last_value}"
+            " and the meter has no rollover_at",
         )
     meter.last_value, meter.last_ts = value, reading.ts
     return usage

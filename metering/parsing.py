@@ -68,34 +68,46 @@ def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def parse_frame(
-    text: str | bytes, *, kind: str, now: datetime, max_bytes: int, max_batch: int, max_future: timedelta
-) -> Frame:
-    """Readings and per-reading errors of one frame; raises ReadingError (id None) for the frame."""
+def decode_json(text: str | bytes, *, max_bytes: int) -> Any:
+    """The JSON value of a frame or request body, within the size limit."""
     size = len(text.encode() if isinstance(text, str) else text)
     if size > max_bytes:
         raise ReadingError(None, "too_large", f"frame is {size} bytes; the limit is {max_bytes}")
     try:
-        message = json.loads(text, parse_constant=_reject_constant)
+        return json.loads(text, parse_constant=_reject_constant)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ReadingError(None, "invalid_json", f"frame is not valid JSON: {exc}") from None
+
+
+def batch_items(items: Any, *, max_batch: int) -> list[Any]:
+    if not isinstance(items, list):
+        raise ReadingError(None, "invalid_message", "a batch needs a list in 'readings'")
+    if len(items) > max_batch:
+        raise ReadingError(
+            None, "too_large", f"batch holds {len(items)} readings; the limit is {max_batch}"
+        )
+    return items
+
+
+def parse_frame(
+    text: str | bytes,
+    *,
+    kind: str,
+    now: datetime,
+    max_bytes: int,
+    max_batch: int,
+    max_future: timedelta,
+) -> Frame:
+    """Readings and per-reading errors of one frame; raises ReadingError (id None) for the frame."""
+    message = decode_json(text, max_bytes=max_bytes)
     if not isinstance(message, dict):
         raise ReadingError(None, "invalid_message", "a frame must be a JSON object")
-    kind_of_message = message.get("type")
-    if kind_of_message == "reading":
+    if message.get("type") == "reading":
         items = [message]
-    elif kind_of_message == "batch":
-        items = message.get("readings")
-        if not isinstance(items, list):
-            raise ReadingError(None, "invalid_message", "a batch needs a list in 'readings'")
-        if len(items) > max_batch:
-            raise ReadingError(
-                None, "too_large", f"batch holds {len(items)} readings; the limit is {max_batch}"
-            )
+    elif message.get("type") == "batch":
+        items = batch_items(message.get("readings"), max_batch=max_batch)
     else:
-        raise ReadingError(
-            None, "invalid_message", "'type' must be 'reading' or 'batch'"
-        )
+        raise ReadingError(None, "invalid_message", "'type' must be 'reading' or 'batch'")
     return parse_readings(items, kind=kind, now=now, max_future=max_future)
 
 
@@ -130,10 +142,10 @@ def parse_reading(item: Any, *, kind: str, now: datetime, max_future: timedelta)
             f"ts is more than {int(max_future.total_seconds())} s ahead of the server's clock",
         )
     if kind == "delta":
-        if "value" in item:
+        if item.get("value") is not None:
             raise invalid("this meter is a delta meter: send 'quantity', not 'value'")
         return ReadingIn(id=reading_id, ts=ts, quantity=_parse_amount(item, "quantity", invalid))
-    if "quantity" in item:
+    if item.get("quantity") is not None:
         raise invalid("this meter is a cumulative meter: send 'value', not 'quantity'")
     return ReadingIn(id=reading_id, ts=ts, value=_parse_amount(item, "value", invalid))
 
@@ -155,7 +167,7 @@ def _parse_amount(item: dict, field: str, invalid) -> Decimal:
     if raw is None:
         raise invalid(f"{field} is required")
     if not isinstance(raw, str):
-        raise invalid(f"{field} must be a decimal string, e.g. \"0.125\", not a JSON number")
+        raise invalid(f'{field} must be a decimal string, e.g. "0.125", not a JSON number')
     try:
         number = Decimal(raw.strip())
     except InvalidOperation:

@@ -99,14 +99,12 @@ CHANNEL_LAYERS = {
         },
     },
 }
-if CHANNEL_LAYERS["default"]["BACKEND"] == "channels.layers.InMemoryChannelLayer":
+if "InMemory" in CHANNEL_LAYERS["default"]["BACKEND"]:  # tests without Redis
     CHANNEL_LAYERS["default"]["CONFIG"] = {"capacity": env_int("CHANNEL_CAPACITY", 1000)}
 
 # --- Celery ------------------------------------------------------------------
 
-CELERY_BROKER_URL = env_str(
-    "CELERY_BROKER_URL", REDIS_URL.replace("unix://", "redis+socket://", 1)
-)
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL.replace("unix://", "redis+socket://", 1))
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 
 # --- Meterline ---------------------------------------------------------------

@@ -1,5 +1,6 @@
 """Worker liveness for /healthz: each runworker refreshes a Redis key with a TTL."""
 
+import contextlib
 import logging
 import os
 import socket
@@ -35,10 +36,8 @@ def heartbeat_start(*, stop: threading.Event) -> threading.Thread:
                 logger.warning("worker heartbeat failed: %s", exc)
             if stop.wait(interval):
                 break
-        try:
+        with contextlib.suppress(redis.RedisError):
             client.delete(key)
-        except redis.RedisError:
-            pass
 
     thread = threading.Thread(target=beat, name="heartbeat", daemon=True)
     thread.start()

@@ -28,7 +28,9 @@ class RatingConsumer(SyncConsumer):
             result = readings_rate(meter_id=message["meter"], readings=readings)
         except Exception:
             logger.exception("rating a frame of %d readings failed; answering busy", len(ids))
-            self._reply(reply_to, {"type": "rating.busy", "ids": ids, "retry_after_ms": RETRY_AFTER_MS})
+            self._reply(
+                reply_to, {"type": "rating.busy", "ids": ids, "retry_after_ms": RETRY_AFTER_MS}
+            )
             return
         self._reply(
             reply_to,

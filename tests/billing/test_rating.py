@@ -1,0 +1,156 @@
+"""The rating service: one frame, one transaction, exactly once."""
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from django.utils import timezone
+
+from billing.models import Charge, MeterPeriodUsage
+from billing.services import readings_rate
+from metering.models import MeterTariff, Reading
+from metering.parsing import ReadingIn
+from tests.factories import make_account, make_meter, make_tariff
+
+pytestmark = pytest.mark.django_db
+D = Decimal
+
+
+def delta(reading_id, quantity, ts=None):
+    return ReadingIn(id=reading_id, ts=ts or timezone.now(), quantity=D(quantity))
+
+
+def register(reading_id, value, ts):
+    return ReadingIn(id=reading_id, ts=ts, value=D(value))
+
+
+def charged(meter):
+    return sum(Charge.objects.filter(meter=meter).values_list("amount", flat=True), D(0))
+
+
+@pytest.fixture
+def account():
+    return make_account()
+
+
+def test_a_resent_reading_is_never_charged_twice(account):
+    meter, _ = make_meter(account, make_tariff())
+    first = readings_rate(meter_id=meter.id, readings=[delta("r-1", "10")])
+    again = readings_rate(meter_id=meter.id, readings=[delta("r-1", "10"), delta("r-2", "1")])
+    assert (first.ids, first.duplicates) == (["r-1"], [])
+    assert (again.ids, again.duplicates) == (["r-2"], ["r-1"])
+    assert charged(meter) == D("3.300000")
+
+
+def test_a_reading_twice_in_one_frame_counts_once(account):
+    meter, _ = make_meter(account, make_tariff())
+    result = readings_rate(meter_id=meter.id, readings=[delta("r-1", "10"), delta("r-1", "10")])
+    assert (result.ids, result.duplicates) == (["r-1"], ["r-1"])
+    assert Reading.objects.filter(meter=meter).count() == 1
+
+
+def test_graduated_split_and_running_totals(account):
+    meter, _ = make_meter(account, make_tariff("graduated"))
+    readings_rate(meter_id=meter.id, readings=[delta("a", "90")])
+    result = readings_rate(meter_id=meter.id, readings=[delta("b", "20")])
+    assert Charge.objects.get(reading__reading_id="b").amount == D("5.500000")
+    period = MeterPeriodUsage.objects.get(meter=meter)
+    assert (period.usage, period.amount) == (D("110"), D("32.500000"))
+    [event] = result.events
+    assert event["meter_usage"] == "110"
+    assert event["amount"] == "5.500000"
+    assert event["period_total"] == "32.500000"
+
+
+def test_period_total_counts_every_meter_of_the_account(account):
+    tariff = make_tariff()
+    first, _ = make_meter(account, tariff)
+    second, _ = make_meter(account, tariff)
+    readings_rate(meter_id=first.id, readings=[delta("a", "10")])
+    result = readings_rate(meter_id=second.id, readings=[delta("a", "1")])
+    assert result.events[0]["period_total"] == "3.300000"
+    assert result.events[0]["reading_ids"] == ["a"]
+
+
+def test_dashboards_hear_only_after_commit(account, django_capture_on_commit_callbacks):
+    meter, _ = make_meter(account, make_tariff())
+    with django_capture_on_commit_callbacks() as callbacks:
+        readings_rate(meter_id=meter.id, readings=[delta("a", "1")])
+    assert len(callbacks) == 1
+
+
+def test_cumulative_baseline_increase_and_decrease(account):
+    meter, _ = make_meter(account, make_tariff(), kind="cumulative")
+    t0 = timezone.now() - timedelta(minutes=10)
+    base = readings_rate(meter_id=meter.id, readings=[register("c0", "100", t0)])
+    assert base.ids == ["c0"]
+    readings_rate(meter_id=meter.id, readings=[register("c1", "110", t0 + timedelta(minutes=1))])
+    down = readings_rate(
+        meter_id=meter.id, readings=[register("c2", "105", t0 + timedelta(minutes=2))]
+    )
+    assert [(e.id, e.code) for e in down.errors] == [("c2", "register_decreased")]
+    assert down.ids == []
+    assert MeterPeriodUsage.objects.get(meter=meter).usage == D("10")
+    assert charged(meter) == D("3.000000")
+
+
+def test_cumulative_rollover(account):
+    meter, _ = make_meter(account, make_tariff(), kind="cumulative", rollover_at=D("1000"))
+    t0 = timezone.now() - timedelta(minutes=10)
+    readings_rate(meter_id=meter.id, readings=[register("c0", "990", t0)])
+    readings_rate(meter_id=meter.id, readings=[register("c1", "10", t0 + timedelta(minutes=1))])
+    too_big = readings_rate(
+        meter_id=meter.id, readings=[register("c2", "1000", t0 + timedelta(minutes=2))]
+    )
+    assert MeterPeriodUsage.objects.get(meter=meter).usage == D("20")
+    assert [e.code for e in too_big.errors] == ["invalid_reading"]
+
+
+def test_an_older_cumulative_register_adds_no_usage(account):
+    meter, _ = make_meter(account, make_tariff(), kind="cumulative")
+    t0 = timezone.now() - timedelta(minutes=10)
+    readings_rate(meter_id=meter.id, readings=[register("c0", "100", t0)])
+    readings_rate(meter_id=meter.id, readings=[register("c2", "120", t0 + timedelta(minutes=2))])
+    late = readings_rate(
+        meter_id=meter.id, readings=[register("c1", "110", t0 + timedelta(minutes=1))]
+    )
+    assert late.ids == ["c1"]
+    assert MeterPeriodUsage.objects.get(meter=meter).usage == D("20")
+
+
+def test_readings_rate_on_the_tariff_in_force_at_their_timestamp(account):
+    created = timezone.now() - timedelta(days=1)
+    meter, _ = make_meter(account, make_tariff(unit_price="1"), effective_from=created)
+    change = created + timedelta(hours=12)
+    MeterTariff.objects.create(
+        meter=meter, tariff=make_tariff(unit_price="2"), effective_from=change
+    )
+    readings_rate(
+        meter_id=meter.id,
+        readings=[
+            delta("before-creation", "1", created - timedelta(hours=1)),
+            delta("old", "1", change - timedelta(seconds=1)),
+            delta("new", "1", change),
+        ],
+    )
+    amounts = dict(Charge.objects.values_list("reading__reading_id", "amount"))
+    assert amounts == {"before-creation": D("1"), "old": D("1"), "new": D("2")}
+
+
+def test_readings_land_in_the_period_of_their_timestamp_in_the_account_timezone(account):
+    meter, _ = make_meter(account, make_tariff(), effective_from=datetime(2026, 1, 1, tzinfo=UTC))
+    # 23:30 UTC on 31 October is already November in Berlin.
+    readings_rate(
+        meter_id=meter.id, readings=[delta("nov", "1", datetime(2026, 10, 31, 23, 30, tzinfo=UTC))]
+    )
+    period = MeterPeriodUsage.objects.get(meter=meter)
+    assert period.period_start == datetime(2026, 10, 31, 23, 0, tzinfo=UTC)
+
+
+def test_a_disabled_meter_records_nothing(account):
+    meter, _ = make_meter(account, make_tariff())
+    meter.active = False
+    meter.save()
+    result = readings_rate(meter_id=meter.id, readings=[delta("a", "1")])
+    assert [e.code for e in result.errors] == ["meter_disabled"]
+    assert not Reading.objects.exists()

@@ -1,0 +1,54 @@
+"""Consumers tested with channels' communicators on the (serializing) in-memory layer."""
+
+import asyncio
+
+import pytest
+from channels.layers import get_channel_layer
+from channels.routing import URLRouter
+from channels.testing import ApplicationCommunicator, WebsocketCommunicator
+
+from routing.channels import RATING_CHANNEL
+from routing.websocket import websocket_urlpatterns
+from workers.rating import RatingConsumer
+
+websocket_app = URLRouter(websocket_urlpatterns)
+
+
+@pytest.fixture(autouse=True)
+async def empty_layer():
+    """Each test starts with no queued messages and no groups."""
+    await get_channel_layer().flush()
+    yield
+    await get_channel_layer().flush()
+
+
+def device(token: str | None = None, *, query: str = "") -> WebsocketCommunicator:
+    headers = [(b"authorization", f"Bearer {token}".encode())] if token else []
+    return WebsocketCommunicator(websocket_app, f"/ws/meters/{query}", headers=headers)
+
+
+def dashboard(account_id: str, token: str | None = None) -> WebsocketCommunicator:
+    query = f"?token={token}" if token else ""
+    return WebsocketCommunicator(websocket_app, f"/ws/accounts/{account_id}/{query}")
+
+
+async def rate_next_frame(timeout: float = 5) -> ApplicationCommunicator:
+    """What a runworker does with one message: take it off `rating`, hand it to the consumer.
+
+    The caller stops the returned communicator once it has heard the answer.
+    """
+    message = await asyncio.wait_for(get_channel_layer().receive(RATING_CHANNEL), timeout)
+    worker = ApplicationCommunicator(
+        RatingConsumer.as_asgi(), {"type": "channel", "channel": RATING_CHANNEL}
+    )
+    await worker.send_input(message)
+    return worker
+
+
+async def closed_with(communicator: WebsocketCommunicator) -> int:
+    """Connect, and return the close code the server answers with."""
+    connected, _ = await communicator.connect()
+    assert connected, "the server accepts before closing, so the client sees the code"
+    output = await communicator.receive_output(timeout=2)
+    assert output["type"] == "websocket.close"
+    return output["code"]

@@ -1,0 +1,38 @@
+"""Who may watch an account's dashboard socket."""
+
+import pytest
+from channels.db import database_sync_to_async
+
+from tests.consumers.conftest import closed_with, dashboard
+from tests.factories import make_account, make_dashboard_key, make_operator_key
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@database_sync_to_async
+def two_accounts_and_keys():
+    mine, theirs = make_account(), make_account()
+    return mine, theirs, make_dashboard_key(mine), make_dashboard_key(theirs), make_operator_key()
+
+
+async def test_dashboard_refusals():
+    mine, _, _, their_key, _ = await two_accounts_and_keys()
+    assert await closed_with(dashboard(mine.id)) == 4401
+    assert await closed_with(dashboard(mine.id, "dbk_not_a_key")) == 4401
+    assert await closed_with(dashboard(mine.id, their_key)) == 4403
+    assert await closed_with(dashboard("acc_missing", their_key)) == 4404
+
+
+@pytest.mark.parametrize("whose", ["dashboard", "operator"])
+async def test_dashboard_and_operator_keys_get_a_snapshot(whose):
+    mine, _, my_key, _, operator_key = await two_accounts_and_keys()
+    watcher = dashboard(mine.id, my_key if whose == "dashboard" else operator_key)
+    assert (await watcher.connect())[0]
+    snapshot = await watcher.receive_json_from()
+    assert (snapshot["type"], snapshot["account"], snapshot["total"]) == (
+        "snapshot",
+        mine.id,
+        "0.000000",
+    )
+    assert snapshot["currency"] == "EUR"
+    await watcher.disconnect()

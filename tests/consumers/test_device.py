@@ -1,0 +1,150 @@
+"""The device socket: authentication, parsing, and the road to the rating worker and back."""
+
+import json
+
+import pytest
+from channels.db import database_sync_to_async
+from django.utils import timezone
+
+from billing.models import Charge
+from tests.consumers.conftest import closed_with, dashboard, device, rate_next_frame
+from tests.factories import make_account, make_meter, make_operator_key, make_tariff
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@database_sync_to_async
+def new_meter(**options):
+    account = make_account()
+    meter, token = make_meter(account, make_tariff("graduated"), **options)
+    return meter, token
+
+
+@database_sync_to_async
+def charges_of(meter):
+    return list(Charge.objects.filter(meter=meter).values_list("reading__reading_id", "amount"))
+
+
+def reading(reading_id, quantity="1"):
+    return json.dumps(
+        {
+            "type": "reading",
+            "id": reading_id,
+            "ts": timezone.now().isoformat(),
+            "quantity": quantity,
+        }
+    )
+
+
+async def test_ack_comes_after_the_charge_is_committed():
+    meter, token = await new_meter()
+    client = device(token)
+    assert (await client.connect())[0]
+    await client.send_to(text_data=reading("r-1", "90"))
+    worker = await rate_next_frame()
+    ack = json.loads(await client.receive_from(timeout=5))
+    worker.stop()
+    assert ack == {"type": "ack", "ids": ["r-1"], "duplicates": []}
+    assert [(rid, str(amount)) for rid, amount in await charges_of(meter)] == [("r-1", "27.000000")]
+    await client.disconnect()
+
+
+async def test_the_token_may_come_in_the_query_string():
+    _, token = await new_meter()
+    client = device(query=f"?token={token}")
+    assert (await client.connect())[0]
+    await client.send_to(text_data=reading("q"))
+    worker = await rate_next_frame()
+    assert json.loads(await client.receive_from(timeout=5))["ids"] == ["q"]
+    worker.stop()
+    await client.disconnect()
+
+
+async def test_a_batch_is_one_channel_message_and_one_ack():
+    meter, token = await new_meter()
+    client = device(token)
+    await client.connect()
+    batch = {
+        "type": "batch",
+        "readings": [
+            {"id": f"b-{i}", "ts": timezone.now().isoformat(), "quantity": "1"} for i in range(50)
+        ],
+    }
+    await client.send_to(text_data=json.dumps(batch))
+    worker = await rate_next_frame()
+    ack = json.loads(await client.receive_from(timeout=5))
+    worker.stop()
+    assert ack["ids"] == [f"b-{i}" for i in range(50)]
+    assert len(await charges_of(meter)) == 50
+    await client.disconnect()
+
+
+async def test_bad_input_is_answered_and_the_connection_stays_open():
+    _, token = await new_meter()
+    client = device(token)
+    await client.connect()
+    await client.send_to(text_data="{oops")
+    assert json.loads(await client.receive_from())["code"] == "invalid_json"
+    await client.send_to(text_data=reading("neg", "-1"))
+    error = json.loads(await client.receive_from())
+    assert (error["id"], error["code"]) == ("neg", "invalid_reading")
+    await client.send_to(text_data=reading("ok"))
+    worker = await rate_next_frame()
+    assert json.loads(await client.receive_from(timeout=5))["ids"] == ["ok"]
+    worker.stop()
+    await client.disconnect()
+
+
+async def test_refusals_carry_the_contract_close_codes():
+    meter, token = await new_meter()
+    assert await closed_with(device()) == 4401
+    assert await closed_with(device("mtk_wrong")) == 4401
+    meter.active = False
+    await database_sync_to_async(meter.save)()
+    assert await closed_with(device(token)) == 4403
+
+
+async def test_an_operator_close_reaches_open_connections():
+    meter, token = await new_meter()
+    client = device(token)
+    await client.connect()
+    from channels.layers import get_channel_layer
+
+    await get_channel_layer().group_send(f"meter-{meter.id}", {"type": "meter.close", "code": 4403})
+    output = await client.receive_output(timeout=2)
+    assert output == {"type": "websocket.close", "code": 4403}
+
+
+async def test_dashboards_see_the_device_come_online_and_the_charge():
+    meter, token = await new_meter()
+    key = await database_sync_to_async(make_operator_key)()
+    watcher = dashboard(meter.account_id, key)
+    await watcher.connect()
+    snapshot = await watcher.receive_json_from()
+    assert snapshot["type"] == "snapshot"
+    assert snapshot["meters"] == [
+        {"id": meter.id, "usage": "0", "amount": "0.000000", "online": False}
+    ]
+    client = device(token)
+    await client.connect()
+    assert await watcher.receive_json_from() == {
+        "type": "meter_status",
+        "meter": meter.id,
+        "online": True,
+    }
+    await client.send_to(text_data=reading("r", "110"))
+    worker = await rate_next_frame()
+    await client.receive_from(timeout=5)
+    event = await watcher.receive_json_from(timeout=5)
+    worker.stop()
+    assert {k: event[k] for k in ("type", "meter", "reading_ids", "quantity", "amount")} == {
+        "type": "charge",
+        "meter": meter.id,
+        "reading_ids": ["r"],
+        "quantity": "110",
+        "amount": "32.500000",
+    }
+    assert (event["meter_usage"], event["period_total"]) == ("110", "32.500000")
+    await client.disconnect()
+    assert (await watcher.receive_json_from())["online"] is False
+    await watcher.disconnect()
