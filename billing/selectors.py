@@ -1,10 +1,12 @@
-"""Reads of billing state: usage of the open period, used by the API and dashboards."""
+"""Reads of billing state: usage of the open period and charges, used by the API and dashboards."""
 
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from billing.models import Account, MeterPeriodUsage
+from django.db.models import QuerySet
+
+from billing.models import Account, Charge, MeterPeriodUsage
 from billing.periods import period_bounds
 
 
@@ -50,3 +52,22 @@ def account_usage(*, account: Account, at: datetime) -> AccountUsage:
         total=sum((m.amount for m in meters), Decimal(0)),
         meters=meters,
     )
+
+
+def charge_list(
+    *,
+    account: Account,
+    meter_id: str | None = None,
+    since: datetime | None = None,
+    after_id: int | None = None,
+) -> QuerySet[Charge]:
+    """The account's charges in id order, optionally of one meter, rated at or after `since`,
+    and (for paging) with ids above `after_id`. The reading comes in the same query."""
+    charges = Charge.objects.filter(account=account).select_related("reading").order_by("id")
+    if meter_id is not None:
+        charges = charges.filter(meter_id=meter_id)
+    if since is not None:
+        charges = charges.filter(rated_at__gte=since)
+    if after_id is not None:
+        charges = charges.filter(id__gt=after_id)
+    return charges

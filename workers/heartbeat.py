@@ -44,6 +44,6 @@ def heartbeat_start(*, stop: threading.Event) -> threading.Thread:
     return thread
 
 
-def workers_alive() -> int:
-    client = redis_client()
+def workers_alive(client: redis.Redis) -> int:
+    """Workers whose heartbeat key has not expired."""
     return sum(1 for _ in client.scan_iter(match=f"{WORKER_KEY_PREFIX}*", count=100))

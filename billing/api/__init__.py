@@ -1,0 +1,1 @@
+"""The operator REST API's billing half: accounts, tariffs, dashboard keys, usage, charges."""

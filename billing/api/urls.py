@@ -1,0 +1,19 @@
+"""Routes of the billing half of the operator API, mounted under /api/v1/."""
+
+from django.urls import path
+
+from billing.api import views
+
+urlpatterns = [
+    path("accounts/", views.AccountCreateApi.as_view(), name="account-create"),
+    path("accounts/<str:account_id>/", views.AccountDetailApi.as_view(), name="account-detail"),
+    path(
+        "accounts/<str:account_id>/dashboard-keys/",
+        views.DashboardKeyCreateApi.as_view(),
+        name="dashboard-key-create",
+    ),
+    path("accounts/<str:account_id>/usage/", views.AccountUsageApi.as_view(), name="account-usage"),
+    path("accounts/<str:account_id>/charges/", views.ChargeListApi.as_view(), name="charge-list"),
+    path("tariffs/", views.TariffCreateApi.as_view(), name="tariff-create"),
+    path("tariffs/<str:tariff_id>/", views.TariffDetailApi.as_view(), name="tariff-detail"),
+]

@@ -1,0 +1,87 @@
+"""Views of the billing half of the operator API: parse, call a service or selector, answer."""
+
+from django.shortcuts import get_object_or_404
+from django.utils import timezone
+from rest_framework import status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from billing.account_services import account_create, dashboard_key_create
+from billing.api.serializers import (
+    AccountCreateInput,
+    ChargeListInput,
+    TariffCreateInput,
+    account_out,
+    charge_out,
+    tariff_out,
+    usage_out,
+)
+from billing.models import Account, Tariff
+from billing.selectors import account_usage, charge_list
+from billing.tariff_services import tariff_create
+
+
+class AccountCreateApi(APIView):
+    def post(self, request: Request) -> Response:
+        data = AccountCreateInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        account = account_create(**data.validated_data)
+        return Response(account_out(account), status=status.HTTP_201_CREATED)
+
+
+class AccountDetailApi(APIView):
+    def get(self, request: Request, account_id: str) -> Response:
+        return Response(account_out(get_object_or_404(Account, pk=account_id)))
+
+
+class DashboardKeyCreateApi(APIView):
+    def post(self, request: Request, account_id: str) -> Response:
+        account = get_object_or_404(Account, pk=account_id)
+        key = dashboard_key_create(account=account)
+        return Response({"key": key}, status=status.HTTP_201_CREATED)
+
+
+class AccountUsageApi(APIView):
+    def get(self, request: Request, account_id: str) -> Response:
+        account = get_object_or_404(Account, pk=account_id)
+        return Response(usage_out(account_usage(account=account, at=timezone.now())))
+
+
+class ChargeListApi(APIView):
+    """Charges in id order, a page at a time; `next` carries on after the page's last id."""
+
+    def get(self, request: Request, account_id: str) -> Response:
+        account = get_object_or_404(Account, pk=account_id)
+        query = ChargeListInput(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        params = query.validated_data
+        limit = params["limit"]
+        charges = list(
+            charge_list(
+                account=account,
+                meter_id=params.get("meter"),
+                since=params.get("since"),
+                after_id=params.get("after"),
+            )[: limit + 1]
+        )
+        next_url = None
+        if len(charges) > limit:
+            charges = charges[:limit]
+            following = request.query_params.copy()
+            following["after"] = str(charges[-1].id)
+            next_url = request.build_absolute_uri(f"{request.path}?{following.urlencode()}")
+        return Response({"results": [charge_out(c) for c in charges], "next": next_url})
+
+
+class TariffCreateApi(APIView):
+    def post(self, request: Request) -> Response:
+        data = TariffCreateInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        tariff = tariff_create(**data.validated_data)
+        return Response(tariff_out(tariff), status=status.HTTP_201_CREATED)
+
+
+class TariffDetailApi(APIView):
+    def get(self, request: Request, tariff_id: str) -> Response:
+        return Response(tariff_out(get_object_or_404(Tariff, pk=tariff_id)))

@@ -1,0 +1,1 @@
+"""The operator REST API's metering half: meters and their device tokens."""

@@ -1,0 +1,101 @@
+"""Writes of the operator API on meters: create, change, rotate the device token.
+
+A device connection that must end (token rotated, meter disabled) is closed
+through the meter's channel-layer group, after the change commits, so the
+device's reconnect already sees the new state.
+"""
+
+from decimal import Decimal
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from billing.events import meter_group
+from billing.keys import new_secret, secret_hash
+from billing.models import Account, Tariff
+from metering.models import Meter, MeterTariff
+
+# WebSocket close codes of the device protocol (CONTRACT.md section 3).
+CLOSE_TOKEN_REVOKED = 4401
+CLOSE_METER_DISABLED = 4403
+
+
+@transaction.atomic
+def meter_create(
+    *, account: Account, tariff: Tariff, name: str, kind: str, rollover_at: Decimal | None
+) -> tuple[Meter, str]:
+    """A meter rated on `tariff` from now on; returns it and its device token, shown only once."""
+    _check_currency(account=account, tariff=tariff)
+    if rollover_at is not None and kind != Meter.Kind.CUMULATIVE:
+        raise ValidationError({"rollover_at": ["only a cumulative meter rolls over"]})
+    token = new_secret("mtk")
+    meter = Meter.objects.create(
+        account=account,
+        name=name,
+        kind=kind,
+        rollover_at=rollover_at,
+        token_hash=secret_hash(token),
+    )
+    MeterTariff.objects.create(meter=meter, tariff=tariff, effective_from=meter.created_at)
+    return meter, token
+
+
+@transaction.atomic
+def meter_update(
+    *,
+    meter: Meter,
+    name: str | None = None,
+    active: bool | None = None,
+    tariff: Tariff | None = None,
+) -> Meter:
+    """Rename, enable or disable a meter, or move it to another tariff from now on.
+
+    Disabling closes the device's open connections (4403) once committed.
+    """
+    # Under the row lock the rating service takes, and saving only the fields
+    # changed here, so a reading being rated keeps its register (last_value).
+    meter = Meter.objects.select_for_update().get(pk=meter.pk)
+    changed: list[str] = []
+    if name is not None:
+        meter.name = name
+        changed.append("name")
+    if active is not None:
+        meter.active = active
+        changed.append("active")
+    if changed:
+        meter.save(update_fields=changed)
+    if tariff is not None:
+        _check_currency(account=meter.account, tariff=tariff)
+        MeterTariff.objects.create(meter=meter, tariff=tariff, effective_from=timezone.now())
+    if active is False:
+        _connections_close(meter_id=meter.id, code=CLOSE_METER_DISABLED)
+    return meter
+
+
+@transaction.atomic
+def meter_token_rotate(*, meter: Meter) -> str:
+    """A new device token for the meter; the old one stops working and its connections close."""
+    token = new_secret("mtk")
+    Meter.objects.filter(pk=meter.pk).update(token_hash=secret_hash(token))
+    _connections_close(meter_id=meter.id, code=CLOSE_TOKEN_REVOKED)
+    return token
+
+
+def _check_currency(*, account: Account, tariff: Tariff) -> None:
+    if tariff.currency != account.currency:
+        raise ValidationError(
+            {"tariff": [f"the tariff is in {tariff.currency}, the account in {account.currency}"]}
+        )
+
+
+def _connections_close(*, meter_id: str, code: int) -> None:
+    def close() -> None:
+        async_to_sync(get_channel_layer().group_send)(
+            meter_group(meter_id), {"type": "meter.close", "code": code}
+        )
+
+    # robust: a channel layer that is down must not fail a change already committed.
+    transaction.on_commit(close, robust=True)
