@@ -56,7 +56,7 @@ def test_dashboard_and_device_keys_are_not_operator_keys():
 
 
 def test_create_api_key_prints_the_key_last_and_stores_its_hash(capsys):
-    call_command("create_api_key", "--name", "ops")
+    call_command("create_api_key", "ops")
     key = capsys.readouterr().out.strip().splitlines()[-1]
     stored = OperatorKey.objects.get(name="ops")
     assert stored.key_hash == secret_hash(key)

@@ -11,7 +11,7 @@ class Command(BaseCommand):
     help = "Create an operator API key. Only its hash is stored; the key is printed once, last."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--name", default="operator", help="who or what the key is for")
+        parser.add_argument("name", help="who or what the key is for")
 
     def handle(self, *args: Any, name: str, **options: Any) -> None:
         operator_key, key = operator_key_create(name=name)
