@@ -148,3 +148,21 @@ async def test_dashboards_see_the_device_come_online_and_the_charge():
     await client.disconnect()
     assert (await watcher.receive_json_from())["online"] is False
     await watcher.disconnect()
+
+
+async def test_a_full_rating_channel_answers_busy_and_records_nothing(settings):
+    layer = dict(settings.CHANNEL_LAYERS["default"])
+    layer["CONFIG"] = {"capacity": 1}
+    settings.CHANNEL_LAYERS = {"default": layer}  # channels rebuilds its layer on this change
+    meter, token = await new_meter()
+    client = device(token)
+    await client.connect()
+    await client.send_to(text_data=reading("fits"))
+    await client.send_to(text_data=reading("overflows"))
+    busy = json.loads(await client.receive_from())
+    assert busy == {"type": "busy", "ids": ["overflows"], "retry_after_ms": 500}
+    worker = await rate_next_frame()
+    assert json.loads(await client.receive_from(timeout=5))["ids"] == ["fits"]
+    worker.stop()
+    assert [rid for rid, _ in await charges_of(meter)] == ["fits"]
+    await client.disconnect()

@@ -14,17 +14,35 @@ from tests.integration.stack import Stack, make_stack, tail
 _stacks: list[Stack] = []
 
 
-@pytest.fixture(scope="session")
-def stack():
-    current = make_stack()
+def _running_stack(database: str):
+    current = make_stack(database)
     _stacks.append(current)
     try:
         current.start()
     except BaseException:
         current.stop()
         raise
+    return current
+
+
+@pytest.fixture(scope="session")
+def stack():
+    current = _running_stack("postgres")
     yield current
     current.stop()
+
+
+@pytest.fixture(scope="session")
+def sqlite_stack():
+    """The same processes on SQLite, the default database of `make run`."""
+    current = _running_stack("sqlite")
+    yield current
+    current.stop()
+
+
+@pytest.fixture(params=["postgres", "sqlite"])
+def any_stack(request):
+    return request.getfixturevalue("stack" if request.param == "postgres" else "sqlite_stack")
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:

@@ -142,6 +142,7 @@ class Stack:
     http_port: int = 0
     operator_key: str = ""
     pg_started: bool = False
+    database: str = "postgres"  # or "sqlite": the default database of `make run`
 
     # --- derived -------------------------------------------------------------
 
@@ -151,6 +152,8 @@ class Stack:
 
     @property
     def database_url(self) -> str:
+        if self.database == "sqlite":
+            return f"sqlite:///{self.tmp / 'meterline.sqlite3'}"
         return f"postgres://meterline@127.0.0.1:{self.pg_port}/meterline"
 
     @property
@@ -387,7 +390,8 @@ class Stack:
 
     def start(self) -> None:
         self.start_redis()
-        self.start_postgres()
+        if self.database == "postgres":
+            self.start_postgres()
         self.manage("migrate", "--no-input")
         self.start_web()
         for n in range(1, WORKERS + 1):
@@ -778,5 +782,5 @@ def charges_by_reading(charges: list[dict]) -> dict[str, list[dict]]:
     return out
 
 
-def make_stack() -> Stack:
-    return Stack(tmp=Path(tempfile.mkdtemp(prefix="meterline-itests-")))
+def make_stack(database: str = "postgres") -> Stack:
+    return Stack(tmp=Path(tempfile.mkdtemp(prefix="meterline-itests-")), database=database)

@@ -74,7 +74,8 @@ def graduated_price(usage: Decimal) -> Decimal:
     return Decimal("30") + (usage - 100) * Decimal("0.25")
 
 
-async def test_concurrent_devices_on_two_workers_give_exact_totals(stack):
+async def test_concurrent_devices_on_two_workers_give_exact_totals(any_stack):
+    stack = any_stack
     devices, per_device = 4, 200
     p = stack.provision(meters=devices, **GRADUATED)
     rng = random.Random(20261123)
@@ -138,7 +139,8 @@ async def test_concurrent_devices_on_two_workers_give_exact_totals(stack):
     print(f"rated {devices * per_device} readings (+400 resent) in {elapsed:.1f}s")
 
 
-async def test_concurrent_connections_of_one_meter_give_exact_totals(stack):
+async def test_concurrent_connections_of_one_meter_give_exact_totals(any_stack):
+    stack = any_stack
     # Several connections of one meter race for the same running total.
     p = stack.provision(**GRADUATED)
     connections, per_connection = 4, 60
