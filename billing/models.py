@@ -1,13 +1,21 @@
 """Billing records: accounts, tariffs, access keys, charges and running totals."""
 
+from decimal import Decimal
 from functools import partial
 
 from django.db import models
 
+from billing.fields import ExactDecimalField
 from billing.keys import new_id
 
+# Amounts of charges and totals: 6 places, summed in SQL. SQLite keeps 15
+# significant digits of them, exact below a billion per row.
 MONEY = {"max_digits": 30, "decimal_places": 6}
+# Usage: 21 digits before the point, 9 after (readings are checked to fit).
 QUANTITY = {"max_digits": 30, "decimal_places": 9}
+# A period's exact, unrounded price: usage (9 places) times prices (up to 12
+# places, tier boundaries too) needs 24 places and ~40 digits before the point.
+EXACT_PRICE = {"max_digits": 65, "decimal_places": 24}
 
 
 class Account(models.Model):
@@ -25,6 +33,9 @@ class Tariff(models.Model):
     class PricingModel(models.TextChoices):
         PER_UNIT = "per_unit"
         GRADUATED = "graduated"
+        VOLUME = "volume"
+        PACKAGE = "package"
+        TIME_OF_USE = "time_of_use"
 
     class BillingPeriod(models.TextChoices):
         MONTH = "month"
@@ -38,10 +49,10 @@ class Tariff(models.Model):
     )
     model = models.CharField(max_length=16, choices=PricingModel.choices)
     # The model's own fields (unit_price, tiers, ...) as the API received
-    # them, decimal strings included; billing/pricing.py turns them into Decimals.
+    # them, decimal strings included; billing/tariffs.py makes them a pricing model.
     params = models.JSONField(default=dict)
-    fixed_fee = models.DecimalField(default=0, **MONEY)
-    minimum = models.DecimalField(default=0, **MONEY)
+    fixed_fee = models.DecimalField(default=Decimal(0), **MONEY)
+    minimum = models.DecimalField(default=Decimal(0), **MONEY)
     created_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:
@@ -76,8 +87,9 @@ class MeterPeriodUsage(models.Model):
     account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="meter_periods")
     period_start = models.DateTimeField()
     period_end = models.DateTimeField()
-    usage = models.DecimalField(default=0, **QUANTITY)
-    amount = models.DecimalField(default=0, **MONEY)
+    usage = ExactDecimalField(default=Decimal(0), **QUANTITY)
+    exact_amount = ExactDecimalField(default=Decimal(0), **EXACT_PRICE)
+    amount = models.DecimalField(default=Decimal(0), **MONEY)
 
     class Meta:
         constraints = [
@@ -94,10 +106,13 @@ class Charge(models.Model):
     )
     tariff = models.ForeignKey(Tariff, on_delete=models.PROTECT, related_name="charges")
     period_start = models.DateTimeField()
-    quantity = models.DecimalField(**QUANTITY)
+    quantity = ExactDecimalField(**QUANTITY)
     amount = models.DecimalField(**MONEY)
     currency = models.CharField(max_length=3)
     rated_at = models.DateTimeField()
+    # How the amount came about: [{"description", "quantity", "unit_price", "amount"}],
+    # decimal strings, one per tier crossed, repricing or band; they add up to `amount`.
+    lines = models.JSONField(default=list)
 
     class Meta:
         indexes = [

@@ -1,35 +1,70 @@
 """Tariff pricing: pure functions on Decimal, no Django.
 
-A tariff prices a period's usage U. A reading that moves the period's usage
-from `before` to `after` is charged round6(price(after)) - round6(price(before)),
-so however the usage is split into readings, the period's charges telescope
-to exactly round6(price(total usage)).
+Each pricing model says what a reading of `quantity` costs when the period's
+usage stands at `usage_before`, as exact lines (one per tier it crosses, a
+volume repricing, a time-of-use band...). `rate` adds the lines to the
+period's exact running price and rounds at the boundary only:
+
+    charge = round6(exact price after) - round6(exact price before)
+
+so a period's charges always add up to exactly round6(its exact price), for
+every model and whatever the order, size and split of its readings. For the
+models priced on the period's usage alone (all but time_of_use) the exact
+price after n readings is price(total usage): the charges add up to the
+tariff's price of the period's total, to the last of 6 decimal places.
 """
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
-from typing import Any, Protocol
+from datetime import datetime, time
+from decimal import (
+    ROUND_HALF_UP,
+    Context,
+    Decimal,
+    DivisionByZero,
+    Inexact,
+    InvalidOperation,
+    Overflow,
+    localcontext,
+)
+from typing import Protocol
 
 SIX_PLACES = Decimal("0.000001")
-
-
-class TariffError(ValueError):
-    """A tariff's parameters are invalid. `field` names the offending field."""
-
-    def __init__(self, field: str, message: str):
-        super().__init__(f"{field}: {message}")
-        self.field = field
-        self.message = message
+# Usage has at most 30 digits and prices at most 30: 100 digits never round,
+# and should anything ever be inexact, Inexact is raised rather than swallowed.
+EXACT = Context(prec=100, traps=[Inexact, InvalidOperation, Overflow, DivisionByZero])
+_ROUNDING = Context(prec=100, rounding=ROUND_HALF_UP)
+ZERO = Decimal(0)
 
 
 def round6(amount: Decimal) -> Decimal:
-    return amount.quantize(SIX_PLACES, rounding=ROUND_HALF_UP)
+    """Round half up to 6 places: the one place where Meterline rounds a charge."""
+    return amount.quantize(SIX_PLACES, context=_ROUNDING)
+
+
+@dataclass(frozen=True)
+class Line:
+    """Part of a reading's price, exact: `quantity` units at `unit_price` cost `amount`."""
+
+    description: str
+    quantity: Decimal
+    unit_price: Decimal | None
+    amount: Decimal
 
 
 class PricingModel(Protocol):
+    def lines(
+        self, *, usage_before: Decimal, quantity: Decimal, local_time: datetime
+    ) -> list[Line]:
+        """The exact price of `quantity` more units, at `local_time` in the account's zone."""
+
+
+class UsagePriced(PricingModel, Protocol):
     def price(self, usage: Decimal) -> Decimal:
-        """The price of a period's total usage, at full precision."""
+        """The exact price of a period's total usage."""
+
+
+# --- the models ----------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -39,11 +74,28 @@ class PerUnit:
     def price(self, usage: Decimal) -> Decimal:
         return usage * self.unit_price
 
+    def lines(
+        self, *, usage_before: Decimal, quantity: Decimal, local_time: datetime
+    ) -> list[Line]:
+        return [Line("usage", quantity, self.unit_price, quantity * self.unit_price)]
+
 
 @dataclass(frozen=True)
 class Tier:
-    up_to: Decimal | None  # None: the open last tier
+    """Usage above the previous tier's `up_to`, up to and including this `up_to` (None: no end)."""
+
+    up_to: Decimal | None
     unit_price: Decimal
+
+
+def _tier_name(tiers: Sequence[Tier], index: int) -> str:
+    low = ZERO if index == 0 else tiers[index - 1].up_to
+    high = tiers[index].up_to
+    return (
+        f"tier {index + 1} ({low} to {high})"
+        if high is not None
+        else f"tier {index + 1} (over {low})"
+    )
 
 
 @dataclass(frozen=True)
@@ -53,78 +105,179 @@ class Graduated:
     tiers: tuple[Tier, ...]
 
     def price(self, usage: Decimal) -> Decimal:
-        total = Decimal(0)
-        floor = Decimal(0)
-        for tier in self.tiers:
-            ceiling = usage if tier.up_to is None else min(usage, tier.up_to)
-            if ceiling > floor:
-                total += (ceiling - floor) * tier.unit_price
-            if tier.up_to is None or usage <= tier.up_to:
+        return sum((line.amount for line in self._split(ZERO, usage)), ZERO)
+
+    def lines(
+        self, *, usage_before: Decimal, quantity: Decimal, local_time: datetime
+    ) -> list[Line]:
+        return self._split(usage_before, usage_before + quantity)
+
+    def _split(self, low: Decimal, high: Decimal) -> list[Line]:
+        """One line per tier that the usage from `low` to `high` passes through."""
+        lines = []
+        floor = ZERO
+        for index, tier in enumerate(self.tiers):
+            start = max(low, floor)
+            end = high if tier.up_to is None else min(high, tier.up_to)
+            if end > start:
+                quantity = end - start
+                name = _tier_name(self.tiers, index)
+                lines.append(Line(name, quantity, tier.unit_price, quantity * tier.unit_price))
+            if tier.up_to is None or high <= tier.up_to:
                 break
             floor = tier.up_to
-        return total
+        return lines
 
 
-def charge_amount(model: PricingModel, *, before: Decimal, after: Decimal) -> Decimal:
-    """What moving the period's usage from `before` to `after` costs, to 6 places."""
-    return round6(model.price(after)) - round6(model.price(before))
+@dataclass(frozen=True)
+class Volume:
+    """All of the period's usage at the price of the tier the usage reaches."""
+
+    tiers: tuple[Tier, ...]
+
+    def tier_of(self, usage: Decimal) -> int:
+        for index, tier in enumerate(self.tiers):
+            if tier.up_to is None or usage <= tier.up_to:
+                return index
+        raise AssertionError("the last tier is open")
+
+    def price(self, usage: Decimal) -> Decimal:
+        return usage * self.tiers[self.tier_of(usage)].unit_price
+
+    def lines(
+        self, *, usage_before: Decimal, quantity: Decimal, local_time: datetime
+    ) -> list[Line]:
+        before = self.tiers[self.tier_of(usage_before)]
+        index = self.tier_of(usage_before + quantity)
+        after = self.tiers[index]
+        lines = [
+            Line(
+                _tier_name(self.tiers, index),
+                quantity,
+                after.unit_price,
+                quantity * after.unit_price,
+            )
+        ]
+        if usage_before and after.unit_price != before.unit_price:
+            # Crossing into another tier reprices the period's earlier usage.
+            change = after.unit_price - before.unit_price
+            description = f"earlier usage repriced from {before.unit_price} to {after.unit_price}"
+            lines.append(Line(description, usage_before, change, usage_before * change))
+        return lines
 
 
-# --- Building a model from the API's fields ------------------------------------
+@dataclass(frozen=True)
+class Package:
+    """Usage sold in whole packages: ceil(usage / package_size) x package_price."""
+
+    package_size: Decimal
+    package_price: Decimal
+
+    def packages(self, usage: Decimal) -> Decimal:
+        whole, rest = divmod(usage, self.package_size)
+        return whole + 1 if rest else whole
+
+    def price(self, usage: Decimal) -> Decimal:
+        return self.packages(usage) * self.package_price
+
+    def lines(
+        self, *, usage_before: Decimal, quantity: Decimal, local_time: datetime
+    ) -> list[Line]:
+        opened = self.packages(usage_before + quantity) - self.packages(usage_before)
+        description = f"{opened} new package(s) of {self.package_size}"
+        return [Line(description, quantity, None, opened * self.package_price)]
 
 
-def parse_decimal(value: Any, field: str, *, minimum: Decimal | None = Decimal(0)) -> Decimal:
-    """A finite decimal from a string; floats are refused so no binary rounding sneaks in."""
-    if not isinstance(value, str):
-        raise TariffError(field, 'must be a decimal string, e.g. "0.25"')
-    try:
-        number = Decimal(value.strip())
-    except InvalidOperation:
-        raise TariffError(field, f"{value!r} is not a decimal number") from None
-    if not number.is_finite():
-        raise TariffError(field, "must be a finite number")
-    if minimum is not None and number < minimum:
-        raise TariffError(field, f"must be at least {minimum}")
-    return number
+@dataclass(frozen=True)
+class Band:
+    """From `start` to `end` (local wall-clock time) on `days` (Monday=0).
+
+    A band whose end is not after its start crosses midnight: it runs from
+    `start` on each of its days to `end` on the next day. `end` of
+    time(0) means midnight at the end of the day.
+    """
+
+    name: str
+    days: frozenset[int]
+    start: time
+    end: time
+    unit_price: Decimal
+
+    def crosses_midnight(self) -> bool:
+        return self.end <= self.start
+
+    def covers(self, moment: datetime) -> bool:
+        clock, day = moment.time(), moment.weekday()
+        if not self.crosses_midnight():
+            return day in self.days and self.start <= clock < self.end
+        return (day in self.days and clock >= self.start) or (
+            (day - 1) % 7 in self.days and clock < self.end
+        )
 
 
-def parse_tiers(raw: Any) -> tuple[Tier, ...]:
-    if not isinstance(raw, Sequence) or isinstance(raw, str) or not raw:
-        raise TariffError("tiers", "must be a non-empty list of {up_to, unit_price}")
-    tiers: list[Tier] = []
-    previous = Decimal(0)
-    for index, item in enumerate(raw):
-        where = f"tiers[{index}]"
-        if not isinstance(item, Mapping):
-            raise TariffError(where, "must be an object with up_to and unit_price")
-        unit_price = parse_decimal(item.get("unit_price"), f"{where}.unit_price")
-        last = index == len(raw) - 1
-        up_to_raw = item.get("up_to")
-        if up_to_raw is None:
-            if not last:
-                raise TariffError(f"{where}.up_to", "only the last tier may be open (null)")
-            up_to = None
-        else:
-            up_to = parse_decimal(up_to_raw, f"{where}.up_to")
-            if up_to <= previous:
-                raise TariffError(f"{where}.up_to", "tiers must ascend: each up_to above the last")
-            if last:
-                raise TariffError(f"{where}.up_to", "the last tier must be open (up_to: null)")
-            previous = up_to
-        tiers.append(Tier(up_to=up_to, unit_price=unit_price))
-    return tuple(tiers)
+@dataclass(frozen=True)
+class TimeOfUse:
+    """Each unit at the price of the band its reading's local time falls in."""
+
+    bands: tuple[Band, ...]
+    default_unit_price: Decimal
+
+    def band_at(self, local_time: datetime) -> Band | None:
+        return next((band for band in self.bands if band.covers(local_time)), None)
+
+    def lines(
+        self, *, usage_before: Decimal, quantity: Decimal, local_time: datetime
+    ) -> list[Line]:
+        band = self.band_at(local_time)
+        name, price = (band.name, band.unit_price) if band else ("default", self.default_unit_price)
+        return [Line(f"band {name}", quantity, price, quantity * price)]
 
 
-def pricing_model(model: str, params: Mapping[str, Any]) -> PricingModel:
-    """The pricing model named `model` with its fields from `params`."""
-    if model == "per_unit":
-        return PerUnit(unit_price=parse_decimal(params.get("unit_price"), "unit_price"))
-    if model == "graduated":
-        return Graduated(tiers=parse_tiers(params.get("tiers")))
-    raise TariffError("model", f"unknown pricing model {model!r}")
+# --- rating --------------------------------------------------------------------
 
 
-MODEL_FIELDS: dict[str, tuple[str, ...]] = {
-    "per_unit": ("unit_price",),
-    "graduated": ("tiers",),
-}
+@dataclass(frozen=True)
+class RatedLine:
+    description: str
+    quantity: Decimal
+    unit_price: Decimal | None
+    amount: Decimal  # rounded: the lines of a charge add up to its amount
+
+
+@dataclass(frozen=True)
+class Rated:
+    amount: Decimal
+    lines: tuple[RatedLine, ...]
+    usage_after: Decimal
+    exact_after: Decimal
+
+
+def rate(
+    model: PricingModel,
+    *,
+    usage_before: Decimal,
+    exact_before: Decimal,
+    quantity: Decimal,
+    local_time: datetime,
+) -> Rated:
+    """The charge for `quantity` more units in a period whose exact price so far is `exact_before`.
+
+    Each line's amount is rounded the same telescoping way as the charge, so
+    the lines add up to the charge and the charges to the period's price.
+    """
+    with localcontext(EXACT):
+        running = exact_before
+        rated = []
+        for line in model.lines(
+            usage_before=usage_before, quantity=quantity, local_time=local_time
+        ):
+            after = running + line.amount
+            amount = round6(after) - round6(running)
+            rated.append(RatedLine(line.description, line.quantity, line.unit_price, amount))
+            running = after
+        return Rated(
+            amount=round6(running) - round6(exact_before),
+            lines=tuple(rated),
+            usage_after=usage_before + quantity,
+            exact_after=running,
+        )

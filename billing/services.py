@@ -10,9 +10,10 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import Decimal
+from decimal import Decimal, localcontext
 from functools import partial
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from django.db import transaction
 from django.db.models import Sum
@@ -22,7 +23,8 @@ from billing.events import dashboard_publish
 from billing.models import Account, Charge, MeterPeriodUsage, Tariff
 from billing.money import format_amount, format_quantity
 from billing.periods import isoformat, period_bounds
-from billing.pricing import PricingModel, charge_amount, pricing_model
+from billing.pricing import EXACT, PricingModel, RatedLine, rate, round6
+from billing.tariffs import pricing_model
 from metering.models import Meter, MeterTariff, Reading
 from metering.parsing import ReadingError, ReadingIn
 
@@ -69,7 +71,8 @@ def readings_rate(*, meter_id: str, readings: Sequence[ReadingIn]) -> RatingResu
         fresh = _drop_duplicates(meter, readings, result)
         if not fresh:
             return result
-        _rate(meter, fresh, result)
+        with localcontext(EXACT):  # 30-digit usage never rounds in the default 28 digits
+            _rate(meter, fresh, result)
         transaction.on_commit(
             partial(dashboard_publish, account_id=meter.account_id, events=result.events),
             robust=True,
@@ -97,6 +100,7 @@ def _drop_duplicates(
 
 def _rate(meter: Meter, readings: list[ReadingIn], result: RatingResult) -> None:
     account = meter.account
+    zone = ZoneInfo(account.timezone)
     now = timezone.now()
     tariffs = _TariffHistory(meter.tariff_history.select_related("tariff"))
     periods = _PeriodUsages(meter)
@@ -115,9 +119,15 @@ def _rate(meter: Meter, readings: list[ReadingIn], result: RatingResult) -> None
             reading.ts, timezone=account.timezone, billing_period=tariff.billing_period
         )
         period = periods.get(start, end)
-        amount = charge_amount(model, before=period.usage, after=period.usage + usage)
-        period.usage += usage
-        period.amount += amount
+        rated = rate(
+            model,
+            usage_before=period.usage,
+            exact_before=period.exact_amount,
+            quantity=usage,
+            local_time=reading.ts.astimezone(zone),
+        )
+        period.usage, period.exact_amount = rated.usage_after, rated.exact_after
+        period.amount = round6(rated.exact_after)  # = the sum of the period's charges
         row = Reading(
             meter=meter,
             reading_id=reading.id,
@@ -133,9 +143,10 @@ def _rate(meter: Meter, readings: list[ReadingIn], result: RatingResult) -> None
             tariff=tariff,
             period_start=start,
             quantity=usage,
-            amount=amount,
+            amount=rated.amount,
             currency=account.currency,
             rated_at=now,
+            lines=[_line_out(line) for line in rated.lines],
         )
         new_readings.append(row)
         new_charges.append(charge)
@@ -170,6 +181,15 @@ def _rate(meter: Meter, readings: list[ReadingIn], result: RatingResult) -> None
                 "rated_at": isoformat(now),
             }
         )
+
+
+def _line_out(line: RatedLine) -> dict[str, str | None]:
+    return {
+        "description": line.description,
+        "quantity": f"{line.quantity:f}",
+        "unit_price": None if line.unit_price is None else f"{line.unit_price:f}",
+        "amount": format_amount(line.amount),
+    }
 
 
 def _usage_of(meter: Meter, reading: ReadingIn) -> Decimal:
@@ -219,4 +239,6 @@ class _PeriodUsages:
         return self.rows[start]
 
     def save(self) -> None:
-        MeterPeriodUsage.objects.bulk_update(list(self.rows.values()), ["usage", "amount"])
+        MeterPeriodUsage.objects.bulk_update(
+            list(self.rows.values()), ["usage", "exact_amount", "amount"]
+        )

@@ -7,7 +7,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 
 from billing.models import Tariff
-from billing.pricing import TariffError, pricing_model
+from billing.tariffs import TariffError, pricing_model
 
 # Bounds on every decimal in a tariff's model fields, so that no tariff can
 # make the rating arithmetic overflow or carry absurd precision.

@@ -4,6 +4,7 @@ from functools import partial
 
 from django.db import models
 
+from billing.fields import ExactDecimalField
 from billing.keys import new_id
 from billing.models import QUANTITY, Account, Tariff
 
@@ -18,12 +19,12 @@ class Meter(models.Model):
     name = models.CharField(max_length=200)
     kind = models.CharField(max_length=16, choices=Kind.choices)
     # A cumulative register wraps to 0 on reaching this value (None: never wraps).
-    rollover_at = models.DecimalField(null=True, blank=True, **QUANTITY)
+    rollover_at = ExactDecimalField(null=True, blank=True, **QUANTITY)
     active = models.BooleanField(default=True)
     token_hash = models.CharField(max_length=64, unique=True)
     created_at = models.DateTimeField(auto_now_add=True)
     # Cumulative meters: the register of the latest reading, the baseline for the next.
-    last_value = models.DecimalField(null=True, blank=True, **QUANTITY)
+    last_value = ExactDecimalField(null=True, blank=True, **QUANTITY)
     last_ts = models.DateTimeField(null=True, blank=True)
     # The device connection currently open, if any ("" when offline).
     connection = models.CharField(max_length=200, blank=True, default="")
@@ -50,8 +51,8 @@ class Reading(models.Model):
     ts = models.DateTimeField()
     # Usage the reading stands for: the delta meter's quantity, or the
     # cumulative meter's increase over the previous register.
-    quantity = models.DecimalField(**QUANTITY)
-    value = models.DecimalField(null=True, blank=True, **QUANTITY)
+    quantity = ExactDecimalField(**QUANTITY)
+    value = ExactDecimalField(null=True, blank=True, **QUANTITY)
     received_at = models.DateTimeField()
 
     class Meta:

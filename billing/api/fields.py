@@ -8,7 +8,7 @@ from typing import Any
 from rest_framework import serializers
 
 from billing.currencies import currency_check
-from billing.pricing import TariffError, parse_decimal
+from billing.tariffs import TariffError, parse_decimal
 
 
 class DecimalStringField(serializers.Field):

@@ -14,8 +14,8 @@ from billing.api.fields import CurrencyField, DecimalStringField, TimezoneField
 from billing.models import MONEY, Account, Charge, Tariff
 from billing.money import format_amount, format_quantity
 from billing.periods import isoformat
-from billing.pricing import MODEL_FIELDS
 from billing.selectors import AccountUsage
+from billing.tariffs import MODEL_FIELDS
 
 MODEL_FIELD_NAMES = sorted({field for fields in MODEL_FIELDS.values() for field in fields})
 
@@ -127,4 +127,5 @@ def charge_out(charge: Charge) -> dict[str, Any]:
         "amount": format_amount(charge.amount),
         "currency": charge.currency,
         "rated_at": isoformat(charge.rated_at),
+        "lines": charge.lines,
     }

@@ -81,7 +81,7 @@ def test_create_per_unit_with_defaults(api):
         ({"currency": "EURO"}, "currency"),
         ({"currency": "XXX"}, "currency"),
         ({"billing_period": "week"}, "billing_period"),
-        ({"model": "volume"}, "model"),
+        ({"model": "banded"}, "model"),
         ({"model": "nonsense"}, "model"),
         ({"tiers": [{"up_to": None, "unit_price": "0.1"}]}, "tiers"),
         ({"name": ""}, "name"),
@@ -168,3 +168,65 @@ def test_another_models_field_is_refused(api):
 
 def test_unknown_tariff_is_404(api):
     assert api.get("/api/v1/tariffs/trf_missing/").status_code == 404
+
+
+PEAK = {
+    "name": "peak",
+    "days": [0, 1, 2, 3, 4],
+    "start": "07:00",
+    "end": "22:00",
+    "unit_price": "0.40",
+}
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {
+            "model": "volume",
+            "tiers": [{"up_to": "10", "unit_price": "1"}, {"up_to": None, "unit_price": "0.5"}],
+        },
+        {"model": "package", "package_size": "100", "package_price": "9.99"},
+        {"model": "time_of_use", "bands": [PEAK], "default_unit_price": "0.25"},
+    ],
+)
+def test_every_model_can_be_created_and_read_back(api, fields):
+    body = {"name": "t", "currency": "EUR", "unit": "kWh", **fields}
+    created = api.post("/api/v1/tariffs/", body, format="json")
+    assert created.status_code == 201, created.json()
+    fetched = api.get(f"/api/v1/tariffs/{created.json()['id']}/").json()
+    assert {key: fetched[key] for key in fields} == fields
+
+
+@pytest.mark.parametrize(
+    ("bands", "field"),
+    [
+        ([{**PEAK, "start": "7am"}], "bands[0].start"),
+        ([{**PEAK, "days": [0, 9]}], "bands[0].days"),
+        ([PEAK, {**PEAK, "name": "again"}], "bands[1]"),
+    ],
+)
+def test_bad_bands_are_named(api, bands, field):
+    body = {
+        "name": "t",
+        "currency": "EUR",
+        "model": "time_of_use",
+        "bands": bands,
+        "default_unit_price": "0",
+    }
+    response = api.post("/api/v1/tariffs/", body, format="json")
+    assert response.status_code == 400
+    assert field in response.json()["errors"]
+
+
+def test_a_package_of_nothing_is_refused(api):
+    body = {
+        "name": "t",
+        "currency": "EUR",
+        "model": "package",
+        "package_size": "0",
+        "package_price": "1",
+    }
+    response = api.post("/api/v1/tariffs/", body, format="json")
+    assert response.status_code == 400
+    assert "package_size" in response.json()["errors"]

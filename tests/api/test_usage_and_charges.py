@@ -94,6 +94,7 @@ def test_charges_are_formatted(api, account, tariff):
                 "amount": "0.450000",
                 "currency": "EUR",
                 "rated_at": "2026-03-01T12:00:00Z",
+                "lines": [],
             }
         ],
         "next": None,

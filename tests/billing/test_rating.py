@@ -154,3 +154,63 @@ def test_a_disabled_meter_records_nothing(account):
     result = readings_rate(meter_id=meter.id, readings=[delta("a", "1")])
     assert [e.code for e in result.errors] == ["meter_disabled"]
     assert not Reading.objects.exists()
+
+
+def test_volume_tiers_charge_a_correction_when_usage_crosses_into_a_cheaper_tier(account):
+    tiers = [{"up_to": "100", "unit_price": "0.30"}, {"up_to": None, "unit_price": "0.25"}]
+    meter, _ = make_meter(account, make_tariff("volume", tiers=tiers))
+    readings_rate(meter_id=meter.id, readings=[delta("a", "90")])
+    result = readings_rate(meter_id=meter.id, readings=[delta("b", "20")])
+    charge = Charge.objects.get(reading__reading_id="b")
+    assert charge.amount == D("0.500000")  # 110 x 0.25 - 90 x 0.30
+    assert [line["amount"] for line in charge.lines] == ["5.000000", "-4.500000"]
+    assert result.events[0]["period_total"] == "27.500000"
+
+
+def test_time_of_use_prices_by_the_local_time_of_the_reading(account):
+    bands = [
+        {
+            "name": "peak",
+            "days": [0, 1, 2, 3, 4],
+            "start": "07:00",
+            "end": "22:00",
+            "unit_price": "0.40",
+        }
+    ]
+    tariff = make_tariff("time_of_use", bands=bands, default_unit_price="0.10")
+    meter, _ = make_meter(account, tariff, effective_from=datetime(2026, 1, 1, tzinfo=UTC))
+    readings_rate(
+        meter_id=meter.id,
+        readings=[
+            delta("berlin-0700", "1", datetime(2026, 11, 23, 6, 0, tzinfo=UTC)),  # Monday 07:00 CET
+            delta("berlin-0659", "1", datetime(2026, 11, 23, 5, 59, tzinfo=UTC)),
+        ],
+    )
+    amounts = dict(Charge.objects.values_list("reading__reading_id", "amount"))
+    assert amounts == {"berlin-0700": D("0.40"), "berlin-0659": D("0.10")}
+
+
+def test_package_charges_when_a_package_opens(account):
+    meter, _ = make_meter(account, make_tariff("package", package_size="10", package_price="5"))
+    readings_rate(meter_id=meter.id, readings=[delta("a", "1"), delta("b", "9"), delta("c", "0.5")])
+    amounts = dict(Charge.objects.values_list("reading__reading_id", "amount"))
+    assert amounts == {"a": D(5), "b": D(0), "c": D(5)}
+
+
+def test_the_lines_of_every_charge_add_up_to_it(account):
+    meter, _ = make_meter(account, make_tariff("graduated"))
+    readings_rate(meter_id=meter.id, readings=[delta(str(i), "33.333") for i in range(6)])
+    for charge in Charge.objects.all():
+        assert sum(D(line["amount"]) for line in charge.lines) == charge.amount
+    period = MeterPeriodUsage.objects.get(meter=meter)
+    assert period.amount == sum(Charge.objects.values_list("amount", flat=True))
+
+
+def test_running_usage_beyond_sqlites_15_digits_stays_exact(account):
+    meter, _ = make_meter(account, make_tariff(unit_price="0.000000000001"))
+    big = "123456789012.123456789"  # 21 significant digits
+    readings_rate(meter_id=meter.id, readings=[delta("a", big), delta("b", "0.000000001")])
+    period = MeterPeriodUsage.objects.get(meter=meter)
+    assert period.usage == D("123456789012.123456790")
+    assert period.exact_amount == D("0.123456789012123456790")
+    assert Reading.objects.get(reading_id="a").quantity == D(big)
