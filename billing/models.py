@@ -23,6 +23,13 @@ class Account(models.Model):
     name = models.CharField(max_length=200)
     currency = models.CharField(max_length=3)
     timezone = models.CharField(max_length=64, default="UTC")
+    # The length of the account's billing periods: that of its meters' tariffs,
+    # which must agree (set by the first meter). See billing/periods.py.
+    billing_period = models.CharField(max_length=16, default="month")
+    # The end of the last invoiced period: readings dated before it are late.
+    closed_until = models.DateTimeField(null=True, blank=True)
+    # The number of the last dashboard event: see DashboardConsumer.
+    event_seq = models.BigIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:
@@ -37,16 +44,11 @@ class Tariff(models.Model):
         PACKAGE = "package"
         TIME_OF_USE = "time_of_use"
 
-    class BillingPeriod(models.TextChoices):
-        MONTH = "month"
-
     id = models.CharField(primary_key=True, max_length=32, default=partial(new_id, "trf"))
     name = models.CharField(max_length=200)
     currency = models.CharField(max_length=3)
     unit = models.CharField(max_length=32, default="unit")
-    billing_period = models.CharField(
-        max_length=16, choices=BillingPeriod.choices, default=BillingPeriod.MONTH
-    )
+    billing_period = models.CharField(max_length=16, default="month")
     model = models.CharField(max_length=16, choices=PricingModel.choices)
     # The model's own fields (unit_price, tiers, ...) as the API received
     # them, decimal strings included; billing/tariffs.py makes them a pricing model.
@@ -110,6 +112,8 @@ class Charge(models.Model):
     amount = models.DecimalField(**MONEY)
     currency = models.CharField(max_length=3)
     rated_at = models.DateTimeField()
+    # Dated in a period already invoiced, so charged in the open one instead.
+    late = models.BooleanField(default=False)
     # How the amount came about: [{"description", "quantity", "unit_price", "amount"}],
     # decimal strings, one per tier crossed, repricing or band; they add up to `amount`.
     lines = models.JSONField(default=list)
@@ -119,3 +123,52 @@ class Charge(models.Model):
             models.Index(fields=["account", "id"]),
             models.Index(fields=["meter", "id"]),
         ]
+
+
+class Invoice(models.Model):
+    """A closed billing period, frozen: finalized invoices never change."""
+
+    class Status(models.TextChoices):
+        FINALIZED = "finalized"
+
+    id = models.CharField(primary_key=True, max_length=32, default=partial(new_id, "inv"))
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="invoices")
+    period_start = models.DateTimeField()
+    period_end = models.DateTimeField()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.FINALIZED)
+    currency = models.CharField(max_length=3)
+    subtotal = models.DecimalField(**MONEY)
+    total = models.DecimalField(**MONEY)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            # Two closers racing make one invoice: the second insert fails.
+            models.UniqueConstraint(
+                fields=["account", "period_start"], name="one_invoice_per_period"
+            )
+        ]
+        ordering = ["account", "period_start"]
+
+    def __str__(self) -> str:
+        return f"{self.id} ({self.account_id}, {self.period_start:%Y-%m-%d})"
+
+
+class InvoiceLine(models.Model):
+    class Kind(models.TextChoices):
+        USAGE = "usage"
+        FIXED_FEE = "fixed_fee"
+        MINIMUM = "minimum"
+
+    invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="lines")
+    position = models.PositiveIntegerField()
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    meter = models.ForeignKey(
+        "metering.Meter", on_delete=models.PROTECT, null=True, related_name="+"
+    )
+    description = models.CharField(max_length=300)
+    quantity = ExactDecimalField(**QUANTITY)
+    amount = models.DecimalField(**MONEY)
+
+    class Meta:
+        ordering = ["invoice", "position"]

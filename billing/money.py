@@ -1,8 +1,11 @@
 """How amounts and quantities are written on the wire: decimal strings, never floats."""
 
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Context, Decimal, InvalidOperation
 
+from billing.currencies import minor_units
 from billing.pricing import round6
+
+_HALF_UP = Context(prec=100, rounding=ROUND_HALF_UP)
 
 
 def format_amount(amount: Decimal) -> str:
@@ -26,3 +29,13 @@ def parse_quantity(text: str) -> Decimal:
         return Decimal(text)
     except InvalidOperation:
         raise ValueError(f"not a decimal string: {text!r}") from None
+
+
+def round_minor(amount: Decimal, currency: str) -> Decimal:
+    """Round half up to the currency's minor unit (EUR 2 places, JPY 0, KWD 3): invoices only."""
+    return amount.quantize(Decimal(1).scaleb(-minor_units(currency)), context=_HALF_UP)
+
+
+def format_minor(amount: Decimal, currency: str) -> str:
+    """An invoice figure with exactly the currency's minor digits: "12.34", "1234"."""
+    return f"{round_minor(amount, currency):f}"

@@ -29,7 +29,12 @@ class AccountUsage:
 
 def account_usage(*, account: Account, at: datetime) -> AccountUsage:
     """Each of the account's meters' usage and amount in the period holding `at`."""
-    start, end = period_bounds(at, timezone=account.timezone)
+    start, end = period_bounds(
+        at,
+        timezone=account.timezone,
+        billing_period=account.billing_period,
+        closed_until=account.closed_until,
+    )
     rows = {
         row.meter_id: row
         for row in MeterPeriodUsage.objects.filter(account=account, period_start=start)

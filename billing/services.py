@@ -60,9 +60,7 @@ def readings_rate(*, meter_id: str, readings: Sequence[ReadingIn]) -> RatingResu
     """Rate one frame of a meter's readings in one transaction. Safe to call twice."""
     result = RatingResult()
     with transaction.atomic():
-        meter = (
-            Meter.objects.select_for_update().select_related("account").filter(pk=meter_id).first()
-        )
+        meter = _lock_meter_and_account(meter_id)
         if meter is None or not meter.active:
             reason = "meter_unknown" if meter is None else "meter_disabled"
             detail = f"meter {meter_id} is not accepting readings"
@@ -78,6 +76,23 @@ def readings_rate(*, meter_id: str, readings: Sequence[ReadingIn]) -> RatingResu
             robust=True,
         )
     return result
+
+
+def _lock_meter_and_account(meter_id: str) -> Meter | None:
+    """Lock the account, then the meter: the order every writer of billing state keeps.
+
+    The account lock orders the frames of all its meters, so each dashboard
+    event's period_total counts every charge committed before it, and a
+    period that closes (billing/invoicing.py, same lock) either has a
+    frame's charges on its invoice or the frame sees it closed.
+    """
+    account_id = Meter.objects.filter(pk=meter_id).values_list("account_id", flat=True).first()
+    if account_id is None:
+        return None
+    account = Account.objects.select_for_update().get(pk=account_id)
+    meter = Meter.objects.select_for_update().get(pk=meter_id)
+    meter.account = account
+    return meter
 
 
 def _drop_duplicates(
@@ -115,8 +130,13 @@ def _rate(meter: Meter, readings: list[ReadingIn], result: RatingResult) -> None
             result.errors.append(error)
             continue
         tariff, model = tariffs.at(reading.ts)
+        # A reading dated in an invoiced period is charged in the open one.
+        late = account.closed_until is not None and reading.ts < account.closed_until
         start, end = period_bounds(
-            reading.ts, timezone=account.timezone, billing_period=tariff.billing_period
+            now if late else reading.ts,
+            timezone=account.timezone,
+            billing_period=account.billing_period,
+            closed_until=account.closed_until,
         )
         period = periods.get(start, end)
         rated = rate(
@@ -146,6 +166,7 @@ def _rate(meter: Meter, readings: list[ReadingIn], result: RatingResult) -> None
             amount=rated.amount,
             currency=account.currency,
             rated_at=now,
+            late=late,
             lines=[_line_out(line) for line in rated.lines],
         )
         new_readings.append(row)
@@ -159,9 +180,6 @@ def _rate(meter: Meter, readings: list[ReadingIn], result: RatingResult) -> None
     if meter.kind == Meter.Kind.CUMULATIVE:
         meter.save(update_fields=["last_value", "last_ts"])
 
-    # The account row lock orders concurrent frames of one account's meters,
-    # so each event's period_total counts every charge committed before it.
-    Account.objects.select_for_update().filter(pk=account.pk).exists()
     for start, charges in frames.items():
         period = periods.rows[start]
         total = MeterPeriodUsage.objects.filter(account=account, period_start=start).aggregate(
@@ -179,8 +197,13 @@ def _rate(meter: Meter, readings: list[ReadingIn], result: RatingResult) -> None
                 "period_total": format_amount(total or Decimal(0)),
                 "period": {"start": isoformat(start), "end": isoformat(period.period_end)},
                 "rated_at": isoformat(now),
+                # The account's event sequence, in commit order (the account lock
+                # orders the commits); dashboards deliver events in this order.
+                "seq": account.event_seq + len(result.events) + 1,
             }
         )
+    account.event_seq += len(result.events)
+    Account.objects.filter(pk=account.pk).update(event_seq=account.event_seq)
 
 
 def _line_out(line: RatedLine) -> dict[str, str | None]:

@@ -4,6 +4,7 @@ They parse and authenticate only. Rating happens in the `rating` workers;
 a device hears `ack` once the worker has committed the frame's charges.
 """
 
+import asyncio
 import json
 import logging
 from datetime import timedelta
@@ -17,6 +18,7 @@ from django.utils import timezone
 
 from billing.events import account_group, meter_group
 from metering.connections import meter_connection_close, meter_connection_open
+from metering.ordering import EventOrder
 from metering.parsing import ReadingError, parse_frame
 from metering.selectors import Access, account_snapshot, dashboard_access, meter_for_token
 from routing.channels import RATING_CHANNEL
@@ -26,6 +28,8 @@ logger = logging.getLogger(__name__)
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
 BUSY_RETRY_MS = 500
+# How long a dashboard holds events back waiting for a missing earlier one.
+GAP_PATIENCE_SECONDS = 0.5
 
 
 def bearer_token(scope) -> str | None:
@@ -146,6 +150,8 @@ class DeviceConsumer(AsyncWebsocketConsumer):
 
 class DashboardConsumer(AsyncWebsocketConsumer):
     group = None
+    order: EventOrder | None = None
+    gap_timer: asyncio.TimerHandle | None = None
 
     async def connect(self):
         account_id = self.scope["url_route"]["kwargs"]["account_id"]
@@ -156,13 +162,17 @@ class DashboardConsumer(AsyncWebsocketConsumer):
         if access is not Access.ALLOWED:
             await self.close(code=access.value)
             return
-        # Join before taking the snapshot, so no charge falls between the two.
+        # Join before taking the snapshot, so no charge falls between the two;
+        # the events the snapshot already counts are dropped by their number.
         self.group = account_group(account_id)
         await self.channel_layer.group_add(self.group, self.channel_name)
         snapshot = await database_sync_to_async(account_snapshot)(account_id=account_id)
-        await self.send(text_data=json.dumps(snapshot))
+        self.order = EventOrder(after=snapshot["seq"])
+        await self._send(snapshot)
 
     async def disconnect(self, code):
+        if self.gap_timer is not None:
+            self.gap_timer.cancel()
         if self.group:
             await self.channel_layer.group_discard(self.group, self.channel_name)
 
@@ -170,4 +180,31 @@ class DashboardConsumer(AsyncWebsocketConsumer):
         """Dashboards only listen."""
 
     async def dashboard_event(self, message):
-        await self.send(text_data=json.dumps(message["event"]))
+        event = message["event"]
+        if "seq" not in event or self.order is None:  # meter status: not numbered
+            await self._send(event)
+            return
+        for ready in self.order.accept(event["seq"], event):
+            await self._send(ready)
+        self._wait_out_gap()
+
+    async def dashboard_gap(self, message):
+        """The patience for a missing event ran out: go on without it."""
+        self.gap_timer = None
+        if self.order.next == message["next"]:
+            for ready in self.order.skip_gap():
+                await self._send(ready)
+        self._wait_out_gap()
+
+    def _wait_out_gap(self) -> None:
+        if not self.order.waiting or self.gap_timer is not None:
+            return
+        # Through our own channel, so the timeout is handled in turn with events.
+        wake = {"type": "dashboard.gap", "next": self.order.next}
+        self.gap_timer = asyncio.get_running_loop().call_later(
+            GAP_PATIENCE_SECONDS,
+            lambda: asyncio.ensure_future(self.channel_layer.send(self.channel_name, wake)),
+        )
+
+    async def _send(self, message: dict) -> None:
+        await self.send(text_data=json.dumps(message))

@@ -5,6 +5,7 @@ from datetime import datetime
 from enum import Enum
 from typing import Any
 
+from django.db import transaction
 from django.utils import timezone
 
 from billing.keys import secret_hash
@@ -60,15 +61,22 @@ def dashboard_access(*, account_id: str, token: str | None) -> Access:
 
 
 def account_snapshot(*, account_id: str) -> dict[str, Any]:
-    """The dashboard's first message: the open period as it stands."""
-    account = Account.objects.get(pk=account_id)
-    usage = account_usage(account=account, at=timezone.now())
+    """The dashboard's first message: the open period as it stands, at event number `seq`.
+
+    Read under the account's lock, so no charge commits between reading the
+    sequence number and the totals: events after `seq` are exactly those the
+    snapshot does not count.
+    """
+    with transaction.atomic():
+        account = Account.objects.select_for_update().get(pk=account_id)
+        usage = account_usage(account=account, at=timezone.now())
     online = set(
         Meter.objects.filter(account=account).exclude(connection="").values_list("id", flat=True)
     )
     return {
         "type": "snapshot",
         "account": account.id,
+        "seq": account.event_seq,
         "currency": account.currency,
         "period": {"start": isoformat(usage.period_start), "end": isoformat(usage.period_end)},
         "total": format_amount(usage.total),

@@ -29,6 +29,7 @@ def meter_create(
 ) -> tuple[Meter, str]:
     """A meter rated on `tariff` from now on; returns it and its device token, shown only once."""
     _check_currency(account=account, tariff=tariff)
+    _check_billing_period(account=account, tariff=tariff, meter=None)
     if rollover_at is not None and kind != Meter.Kind.CUMULATIVE:
         raise ValidationError({"rollover_at": ["only a cumulative meter rolls over"]})
     token = new_secret("mtk")
@@ -69,6 +70,7 @@ def meter_update(
         meter.save(update_fields=changed)
     if tariff is not None:
         _check_currency(account=meter.account, tariff=tariff)
+        _check_billing_period(account=meter.account, tariff=tariff, meter=meter)
         MeterTariff.objects.create(meter=meter, tariff=tariff, effective_from=timezone.now())
     if active is False:
         _connections_close(meter_id=meter.id, code=CLOSE_METER_DISABLED)
@@ -89,6 +91,27 @@ def _check_currency(*, account: Account, tariff: Tariff) -> None:
         raise ValidationError(
             {"tariff": [f"the tariff is in {tariff.currency}, the account in {account.currency}"]}
         )
+
+
+def _check_billing_period(*, account: Account, tariff: Tariff, meter: Meter | None) -> None:
+    """An account bills in one rhythm: its meters' tariffs share one billing period.
+
+    The account's first meter sets it; a tariff of another length is refused.
+    """
+    others = account.meters.exclude(pk=meter.pk) if meter else account.meters.all()
+    if tariff.billing_period == account.billing_period:
+        return
+    if others.exists() or account.closed_until is not None:
+        raise ValidationError(
+            {
+                "tariff": [
+                    f"the tariff's billing period is {tariff.billing_period!r}; "
+                    f"this account bills by {account.billing_period!r}"
+                ]
+            }
+        )
+    Account.objects.filter(pk=account.pk).update(billing_period=tariff.billing_period)
+    account.billing_period = tariff.billing_period
 
 
 def _connections_close(*, meter_id: str, code: int) -> None:

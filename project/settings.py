@@ -1,6 +1,8 @@
 """Django settings for Meterline. All values come from the environment (project/env.py)."""
 
 import os
+import re
+import warnings
 from pathlib import Path
 
 import dj_database_url
@@ -30,12 +32,16 @@ INSTALLED_APPS = [
     "workers",
     "channels",
     "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI and Redoc, served from /static/, no CDN
     "billing",
     "metering",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # daphne runs with DEBUG off, where Django serves no static files.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -106,6 +112,14 @@ if "InMemory" in CHANNEL_LAYERS["default"]["BACKEND"]:  # tests without Redis
 
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL.replace("unix://", "redis+socket://", 1))
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", default=False)
+CELERY_BEAT_SCHEDULE = {
+    # Each run closes every period that has ended; a period therefore closes
+    # at most this long after its end. Short for tests with short periods.
+    "close-due-periods": {
+        "task": "billing.close_due_periods",
+        "schedule": float(env_int("METERLINE_CLOSE_EVERY_SECONDS", 60)),
+    },
+}
 
 # --- Meterline ---------------------------------------------------------------
 
@@ -125,6 +139,39 @@ REST_FRAMEWORK = {
     "UNAUTHENTICATED_USER": None,
     "COERCE_DECIMAL_TO_STRING": True,
     "EXCEPTION_HANDLER": "billing.api.errors.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+
+# The OpenAPI schema at /api/schema/, browsable at /api/docs/ (routing/http.py).
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Meterline operator API",
+    "VERSION": "1.0.0",
+    "DESCRIPTION": (
+        "Accounts, tariffs, meters, usage, charges and invoices of Meterline, a real-time usage "
+        "billing service. Authenticate with `Authorization: Bearer <operator API key>` "
+        "(made with `manage.py create_api_key`). Money and quantities are decimal "
+        'strings; errors are `{"code", "detail"}`, plus `errors` by field on a 400.'
+    ),
+    "SERVE_INCLUDE_SCHEMA": False,
+    # The docs page itself is public; the calls it makes need a key.
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    # An operator types the key once per browser, not once per page load.
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "persistAuthorization": True},
+    # Two fields named "kind" with different choices: name both enums.
+    "ENUM_NAME_OVERRIDES": {
+        "MeterKindEnum": "metering.api.schema.METER_KINDS",
+        "InvoiceLineKindEnum": "billing.api.schema.INVOICE_LINE_KINDS",
+    },
+    # The Bearer operator key scheme comes from billing/api/schema.py; HTTP
+    # ingest, a plain Django view, is added by this hook.
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "metering.api.schema.ingest_path",
+    ],
 }
 
 # --- The rest ------------------------------------------------------------------
@@ -135,6 +182,11 @@ USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / ".run" / "static"
+# WhiteNoise finds app static files (admin, Swagger UI) where they are, so
+# `make run` and the tests need no collectstatic.
+WHITENOISE_USE_FINDERS = True
+# ...and STATIC_ROOT exists only after a collectstatic, which WhiteNoise warns of at each start.
+warnings.filterwarnings("ignore", message=f"No directory at: {re.escape(str(STATIC_ROOT))}")
 
 LOGGING = {
     "version": 1,

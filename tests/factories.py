@@ -1,6 +1,7 @@
 """Rows for tests, made through the ORM with sensible defaults."""
 
 from datetime import datetime
+from decimal import Decimal
 
 from django.utils import timezone
 
@@ -19,10 +20,26 @@ def make_account(**fields) -> Account:
     return Account.objects.create(**fields)
 
 
-def make_tariff(model: str = "per_unit", currency: str = "EUR", **params) -> Tariff:
+def make_tariff(
+    model: str = "per_unit",
+    currency: str = "EUR",
+    *,
+    fixed_fee: str = "0",
+    minimum: str = "0",
+    billing_period: str = "month",
+    **params,
+) -> Tariff:
     if not params:
         params = {"unit_price": "0.30"} if model == "per_unit" else {"tiers": GRADUATED_TIERS}
-    return Tariff.objects.create(name=model, currency=currency, model=model, params=params)
+    return Tariff.objects.create(
+        name=model,
+        currency=currency,
+        model=model,
+        params=params,
+        fixed_fee=Decimal(fixed_fee),
+        minimum=Decimal(minimum),
+        billing_period=billing_period,
+    )
 
 
 def make_meter(

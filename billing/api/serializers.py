@@ -13,7 +13,7 @@ from rest_framework import serializers
 from billing.api.fields import CurrencyField, DecimalStringField, TimezoneField
 from billing.models import MONEY, Account, Charge, Tariff
 from billing.money import format_amount, format_quantity
-from billing.periods import isoformat
+from billing.periods import billing_period_problem, isoformat
 from billing.selectors import AccountUsage
 from billing.tariffs import MODEL_FIELDS
 
@@ -38,12 +38,16 @@ class TariffCreateInput(serializers.Serializer):
     name = serializers.CharField(max_length=200)
     currency = CurrencyField()
     unit = serializers.CharField(max_length=32, required=False, default="unit")
-    billing_period = serializers.ChoiceField(
-        choices=Tariff.BillingPeriod.values, required=False, default=Tariff.BillingPeriod.MONTH
-    )
+    billing_period = serializers.CharField(max_length=16, required=False, default="month")
     model = serializers.ChoiceField(choices=sorted(MODEL_FIELDS))
     fixed_fee = money_field(required=False, default=Decimal(0))
     minimum = money_field(required=False, default=Decimal(0))
+
+    def validate_billing_period(self, value: str) -> str:
+        problem = billing_period_problem(value)
+        if problem:
+            raise serializers.ValidationError(problem)
+        return value
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         model = attrs["model"]
@@ -127,5 +131,7 @@ def charge_out(charge: Charge) -> dict[str, Any]:
         "amount": format_amount(charge.amount),
         "currency": charge.currency,
         "rated_at": isoformat(charge.rated_at),
+        "period_start": isoformat(charge.period_start),
+        "late": charge.late,
         "lines": charge.lines,
     }

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from billing.api import views
+from billing.api import invoices, views
 
 urlpatterns = [
     path("accounts/", views.AccountCreateApi.as_view(), name="account-create"),
@@ -14,6 +14,16 @@ urlpatterns = [
     ),
     path("accounts/<str:account_id>/usage/", views.AccountUsageApi.as_view(), name="account-usage"),
     path("accounts/<str:account_id>/charges/", views.ChargeListApi.as_view(), name="charge-list"),
+    path(
+        "accounts/<str:account_id>/close-period/",
+        invoices.ClosePeriodApi.as_view(),
+        name="account-close-period",
+    ),
+    path("invoices/", invoices.InvoiceListApi.as_view(), name="invoice-list"),
+    path("invoices/<str:invoice_id>/", invoices.InvoiceDetailApi.as_view(), name="invoice-detail"),
+    path(
+        "invoices/<str:invoice_id>/lines.csv", invoices.InvoiceCsvApi.as_view(), name="invoice-csv"
+    ),
     path("tariffs/", views.TariffCreateApi.as_view(), name="tariff-create"),
     path("tariffs/<str:tariff_id>/", views.TariffDetailApi.as_view(), name="tariff-detail"),
 ]

@@ -2,12 +2,14 @@
 
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
+from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from billing.account_services import account_create, dashboard_key_create
+from billing.api import schema
 from billing.api.serializers import (
     AccountCreateInput,
     ChargeListInput,
@@ -23,6 +25,12 @@ from billing.tariff_services import tariff_create
 
 
 class AccountCreateApi(APIView):
+    @extend_schema(
+        operation_id="account_create",
+        tags=["accounts"],
+        request=AccountCreateInput,
+        responses={201: schema.ACCOUNT, **schema.ERRORS},
+    )
     def post(self, request: Request) -> Response:
         data = AccountCreateInput(data=request.data)
         data.is_valid(raise_exception=True)
@@ -31,11 +39,22 @@ class AccountCreateApi(APIView):
 
 
 class AccountDetailApi(APIView):
+    @extend_schema(
+        operation_id="account_get",
+        tags=["accounts"],
+        responses={200: schema.ACCOUNT, **schema.NOT_FOUND},
+    )
     def get(self, request: Request, account_id: str) -> Response:
         return Response(account_out(get_object_or_404(Account, pk=account_id)))
 
 
 class DashboardKeyCreateApi(APIView):
+    @extend_schema(
+        operation_id="dashboard_key_create",
+        tags=["accounts"],
+        request=None,
+        responses={201: schema.DASHBOARD_KEY, **schema.NOT_FOUND},
+    )
     def post(self, request: Request, account_id: str) -> Response:
         account = get_object_or_404(Account, pk=account_id)
         key = dashboard_key_create(account=account)
@@ -43,6 +62,11 @@ class DashboardKeyCreateApi(APIView):
 
 
 class AccountUsageApi(APIView):
+    @extend_schema(
+        operation_id="account_usage",
+        tags=["accounts"],
+        responses={200: schema.USAGE, **schema.NOT_FOUND},
+    )
     def get(self, request: Request, account_id: str) -> Response:
         account = get_object_or_404(Account, pk=account_id)
         return Response(usage_out(account_usage(account=account, at=timezone.now())))
@@ -51,6 +75,12 @@ class AccountUsageApi(APIView):
 class ChargeListApi(APIView):
     """Charges in id order, a page at a time; `next` carries on after the page's last id."""
 
+    @extend_schema(
+        operation_id="charge_list",
+        tags=["accounts"],
+        parameters=[ChargeListInput],
+        responses={200: schema.CHARGE_PAGE, **schema.ERRORS, 404: schema.NOT_FOUND[404]},
+    )
     def get(self, request: Request, account_id: str) -> Response:
         account = get_object_or_404(Account, pk=account_id)
         query = ChargeListInput(data=request.query_params)
@@ -75,6 +105,13 @@ class ChargeListApi(APIView):
 
 
 class TariffCreateApi(APIView):
+    @extend_schema(
+        operation_id="tariff_create",
+        tags=["tariffs"],
+        request=schema.TariffCreateRequest,
+        responses={201: schema.TARIFF, **schema.ERRORS},
+        examples=[schema.TARIFF_EXAMPLE],
+    )
     def post(self, request: Request) -> Response:
         data = TariffCreateInput(data=request.data)
         data.is_valid(raise_exception=True)
@@ -83,5 +120,10 @@ class TariffCreateApi(APIView):
 
 
 class TariffDetailApi(APIView):
+    @extend_schema(
+        operation_id="tariff_get",
+        tags=["tariffs"],
+        responses={200: schema.TARIFF, **schema.NOT_FOUND},
+    )
     def get(self, request: Request, tariff_id: str) -> Response:
         return Response(tariff_out(get_object_or_404(Tariff, pk=tariff_id)))

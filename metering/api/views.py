@@ -1,17 +1,26 @@
 """Views of the meter endpoints: parse, call a service, answer."""
 
 from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from billing.api.schema import ERRORS, NOT_FOUND
+from metering.api import schema
 from metering.api.serializers import MeterCreateInput, MeterUpdateInput, meter_out
 from metering.models import Meter
 from metering.services import meter_create, meter_token_rotate, meter_update
 
 
 class MeterCreateApi(APIView):
+    @extend_schema(
+        operation_id="meter_create",
+        tags=["meters"],
+        request=MeterCreateInput,
+        responses={201: schema.METER_CREATED, **ERRORS},
+    )
     def post(self, request: Request) -> Response:
         data = MeterCreateInput(data=request.data)
         data.is_valid(raise_exception=True)
@@ -20,9 +29,22 @@ class MeterCreateApi(APIView):
 
 
 class MeterDetailApi(APIView):
+    @extend_schema(
+        operation_id="meter_get", tags=["meters"], responses={200: schema.METER, **NOT_FOUND}
+    )
     def get(self, request: Request, meter_id: str) -> Response:
         return Response(meter_out(get_object_or_404(Meter, pk=meter_id)))
 
+    @extend_schema(
+        operation_id="meter_update",
+        tags=["meters"],
+        description=(
+            "Change a meter's name, tariff (from now on) or `active`. Disabling a meter "
+            "closes its open device connections with 4403 and refuses new ones."
+        ),
+        request=MeterUpdateInput,
+        responses={200: schema.METER, **ERRORS, 404: NOT_FOUND[404]},
+    )
     def patch(self, request: Request, meter_id: str) -> Response:
         meter = get_object_or_404(Meter, pk=meter_id)
         data = MeterUpdateInput(data=request.data, partial=True)
@@ -32,6 +54,13 @@ class MeterDetailApi(APIView):
 
 
 class MeterTokenRotateApi(APIView):
+    @extend_schema(
+        operation_id="meter_rotate_token",
+        tags=["meters"],
+        description="A new device token; the old one stops working at once (connections: 4401).",
+        request=None,
+        responses={200: schema.METER_TOKEN, **NOT_FOUND},
+    )
     def post(self, request: Request, meter_id: str) -> Response:
         meter = get_object_or_404(Meter, pk=meter_id)
         token = meter_token_rotate(meter=meter)

@@ -94,6 +94,8 @@ def test_charges_are_formatted(api, account, tariff):
                 "amount": "0.450000",
                 "currency": "EUR",
                 "rated_at": "2026-03-01T12:00:00Z",
+                "period_start": "2026-03-01T00:00:00Z",
+                "late": False,
                 "lines": [],
             }
         ],

@@ -2,6 +2,7 @@
 
 import pytest
 from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
 
 from tests.consumers.conftest import closed_with, dashboard
 from tests.factories import make_account, make_dashboard_key, make_operator_key
@@ -35,4 +36,26 @@ async def test_dashboard_and_operator_keys_get_a_snapshot(whose):
         "0.000000",
     )
     assert snapshot["currency"] == "EUR"
+    await watcher.disconnect()
+
+
+async def test_charge_events_are_released_in_sequence_and_snapshot_ones_dropped():
+    mine, _, my_key, _, _ = await two_accounts_and_keys()
+    watcher = dashboard(mine.id, my_key)
+    await watcher.connect()
+    assert (await watcher.receive_json_from())["seq"] == 0
+    layer = get_channel_layer()
+
+    async def publish(seq):
+        event = {"type": "charge", "seq": seq, "amount": f"{seq}.000000"}
+        await layer.group_send(f"account-{mine.id}", {"type": "dashboard.event", "event": event})
+
+    await publish(2)
+    await publish(3)
+    await publish(1)
+    assert [(await watcher.receive_json_from())["seq"] for _ in range(3)] == [1, 2, 3]
+    await publish(3)  # a repeat
+    await publish(5)  # 4 was lost: released after the patience runs out
+    assert (await watcher.receive_json_from(timeout=3))["seq"] == 5
+    assert await watcher.receive_nothing(timeout=0.3)
     await watcher.disconnect()

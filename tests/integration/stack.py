@@ -189,6 +189,7 @@ class Stack:
             ALLOWED_HOSTS="127.0.0.1,localhost",
             DJANGO_SETTINGS_MODULE="project.settings",
             PYTHONUNBUFFERED="1",
+            METERLINE_CLOSE_EVERY_SECONDS="1",
             PATH=f"{BIN_DIR}{os.pathsep}{env.get('PATH', '')}",
         )
         return env
@@ -373,6 +374,13 @@ class Stack:
     def start_worker(self, name: str) -> Process:
         return self.spawn(name, [sys.executable, "manage.py", "runworker", "rating"])
 
+    def start_celery(self) -> None:
+        """A real Celery worker and beat, beat closing ended periods every second."""
+        celery = [str(BIN_DIR / "celery"), "-A", "project"]
+        self.spawn("celery", [*celery, "worker", "-l", "info", "--concurrency", "1", "-P", "solo"])
+        schedule = str(self.tmp / "celerybeat-schedule")
+        self.spawn("beat", [*celery, "beat", "-l", "info", "-s", schedule])
+
     def healthz(self) -> tuple[int, Any]:
         return http_json("GET", f"{self.http_base}/healthz", timeout=5)
 
@@ -396,6 +404,7 @@ class Stack:
         self.start_web()
         for n in range(1, WORKERS + 1):
             self.start_worker(f"worker-{n}")
+        self.start_celery()
         self.wait_healthy()
         result = self.manage("create_api_key", "itests")
         lines = result.stdout.strip().splitlines()

@@ -1,0 +1,150 @@
+"""Invoices in the operator API: list, detail, CSV of the lines, and closing a period now."""
+
+import csv
+import io
+from typing import Any
+
+from django.http import HttpResponse
+from django.shortcuts import get_object_or_404
+from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import serializers, status
+from rest_framework.exceptions import APIException
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from billing.api import schema
+from billing.invoicing import account_periods_close
+from billing.models import Account, Invoice
+from billing.money import format_minor, format_quantity
+from billing.periods import isoformat
+
+
+class NothingToClose(APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_code = "nothing_to_close"
+    default_detail = "the open period was closed at this very moment; nothing is left to close"
+
+
+class InvoiceListInput(serializers.Serializer):
+    account = serializers.CharField(max_length=32)
+
+
+def invoice_out(invoice: Invoice) -> dict[str, Any]:
+    """Needs `lines` prefetched to stay one query per page."""
+    currency = invoice.currency
+    return {
+        "id": invoice.id,
+        "account": invoice.account_id,
+        "period_start": isoformat(invoice.period_start),
+        "period_end": isoformat(invoice.period_end),
+        "status": invoice.status,
+        "lines": [
+            {
+                "description": line.description,
+                "kind": line.kind,
+                "meter": line.meter_id,
+                "quantity": format_quantity(line.quantity),
+                "amount": format_minor(line.amount, currency),
+            }
+            for line in invoice.lines.all()
+        ],
+        "subtotal": format_minor(invoice.subtotal, currency),
+        "total": format_minor(invoice.total, currency),
+        "currency": currency,
+        "created_at": isoformat(invoice.created_at),
+    }
+
+
+class InvoiceListApi(APIView):
+    @extend_schema(
+        operation_id="invoice_list",
+        tags=["invoices"],
+        parameters=[InvoiceListInput],
+        responses={200: schema.INVOICE_LIST, **schema.ERRORS, 404: schema.NOT_FOUND[404]},
+    )
+    def get(self, request: Request) -> Response:
+        query = InvoiceListInput(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        account = get_object_or_404(Account, pk=query.validated_data["account"])
+        invoices = account.invoices.prefetch_related("lines").order_by("period_start")
+        return Response({"results": [invoice_out(invoice) for invoice in invoices]})
+
+
+class InvoiceDetailApi(APIView):
+    @extend_schema(
+        operation_id="invoice_get",
+        tags=["invoices"],
+        responses={200: schema.INVOICE, **schema.NOT_FOUND},
+    )
+    def get(self, request: Request, invoice_id: str) -> Response:
+        invoice = get_object_or_404(Invoice.objects.prefetch_related("lines"), pk=invoice_id)
+        return Response(invoice_out(invoice))
+
+
+class InvoiceCsvApi(APIView):
+    """The invoice's lines as CSV, for spreadsheets and accounting imports."""
+
+    @extend_schema(
+        operation_id="invoice_csv",
+        tags=["invoices"],
+        responses={
+            (200, "text/csv"): OpenApiResponse(OpenApiTypes.STR, description="One row a line."),
+            **schema.NOT_FOUND,
+        },
+    )
+    def get(self, request: Request, invoice_id: str) -> HttpResponse:
+        invoice = get_object_or_404(Invoice.objects.prefetch_related("lines"), pk=invoice_id)
+        body = io.StringIO()
+        writer = csv.writer(body)
+        writer.writerow(
+            [
+                "invoice",
+                "period_start",
+                "period_end",
+                "description",
+                "kind",
+                "meter",
+                "quantity",
+                "amount",
+                "currency",
+            ]
+        )
+        for line in invoice_out(invoice)["lines"]:
+            writer.writerow(
+                [
+                    invoice.id,
+                    isoformat(invoice.period_start),
+                    isoformat(invoice.period_end),
+                    line["description"],
+                    line["kind"],
+                    line["meter"] or "",
+                    line["quantity"],
+                    line["amount"],
+                    invoice.currency,
+                ]
+            )
+        response = HttpResponse(body.getvalue(), content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = f'attachment; filename="{invoice.id}.csv"'
+        return response
+
+
+class ClosePeriodApi(APIView):
+    """Close the account's open period now (and any ended period still open before it)."""
+
+    @extend_schema(
+        operation_id="account_close_period",
+        tags=["invoices"],
+        request=None,
+        responses={201: schema.INVOICE, **schema.NOT_FOUND, **schema.CONFLICT},
+    )
+    def post(self, request: Request, account_id: str) -> Response:
+        account = get_object_or_404(Account, pk=account_id)
+        now = timezone.now()
+        invoices = account_periods_close(account_id=account.id, until=now, close_open=True)
+        if not invoices or invoices[-1].period_end != now:
+            raise NothingToClose()
+        invoice = Invoice.objects.prefetch_related("lines").get(pk=invoices[-1].pk)
+        return Response(invoice_out(invoice), status=status.HTTP_201_CREATED)

@@ -1,0 +1,42 @@
+"""Putting a dashboard's numbered events back in commit order.
+
+Frames of one account commit one at a time (the account lock), but two
+workers publish after their commits and the later one can win the race to
+the dashboard. Each charge event carries the account's sequence number; a
+dashboard holds an early one back until the events before it arrive, and
+waits out a gap (an event the channel layer lost) only for a moment.
+"""
+
+from typing import Any
+
+
+class EventOrder:
+    """Releases events numbered after `after` in order, each once."""
+
+    def __init__(self, after: int):
+        self.next = after + 1
+        self._held: dict[int, Any] = {}
+
+    @property
+    def waiting(self) -> bool:
+        """Whether events are held back behind a gap."""
+        return bool(self._held)
+
+    def accept(self, seq: int, event: Any) -> list[Any]:
+        """The events now ready, in order; older numbers (in the snapshot, repeats) are dropped."""
+        if seq >= self.next:
+            self._held[seq] = event
+        return self._release()
+
+    def skip_gap(self) -> list[Any]:
+        """Give up on the missing events: release what is held, in order."""
+        if self._held:
+            self.next = min(self._held)
+        return self._release()
+
+    def _release(self) -> list[Any]:
+        ready = []
+        while self.next in self._held:
+            ready.append(self._held.pop(self.next))
+            self.next += 1
+        return ready

@@ -1,0 +1,34 @@
+"""Dashboard events released in commit order, whatever order they arrive in."""
+
+from metering.ordering import EventOrder
+
+
+def test_in_order_events_pass_straight_through():
+    order = EventOrder(after=0)
+    assert order.accept(1, "a") == ["a"]
+    assert order.accept(2, "b") == ["b"]
+    assert not order.waiting
+
+
+def test_an_early_event_waits_for_the_one_before_it():
+    order = EventOrder(after=0)
+    assert order.accept(2, "b") == []
+    assert order.waiting
+    assert order.accept(1, "a") == ["a", "b"]
+    assert not order.waiting
+
+
+def test_events_the_snapshot_counts_and_repeats_are_dropped():
+    order = EventOrder(after=5)
+    assert order.accept(5, "in the snapshot") == []
+    assert order.accept(6, "f") == ["f"]
+    assert order.accept(6, "f again") == []
+
+
+def test_a_lost_event_is_skipped_when_patience_runs_out():
+    order = EventOrder(after=0)
+    assert order.accept(3, "c") == []
+    assert order.accept(4, "d") == []
+    assert order.skip_gap() == ["c", "d"]
+    assert order.accept(2, "too late") == []
+    assert order.accept(5, "e") == ["e"]
