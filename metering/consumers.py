@@ -7,9 +7,11 @@ a device hears `ack` once the worker has committed the frame's charges.
 import asyncio
 import json
 import logging
+import time
 from datetime import timedelta
 from urllib.parse import parse_qs
 
+import redis
 from channels.db import database_sync_to_async
 from channels.exceptions import ChannelFull
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -27,7 +29,13 @@ logger = logging.getLogger(__name__)
 
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
+# A newer connection of the same meter took over (Meterline's extension).
+CLOSE_REPLACED = 4409
 BUSY_RETRY_MS = 500
+# A frame unanswered this long was lost by the channel layer (its expiry is 60 s).
+IN_FLIGHT_EXPIRY_SECONDS = 60
+# What the channel layer raises when Redis is unreachable.
+LAYER_ERRORS = (redis.RedisError, OSError)
 # How long a dashboard holds events back waiting for a missing earlier one.
 GAP_PATIENCE_SECONDS = 0.5
 
@@ -45,6 +53,14 @@ def bearer_token(scope) -> str | None:
 
 class DeviceConsumer(AsyncWebsocketConsumer):
     meter = None
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Frames handed to the rating workers and not yet answered: frame number
+        # -> when sent. Bounded, so one device cannot flood the workers; entries
+        # older than the layer's expiry are dropped (lost; the device resends).
+        self.in_flight: dict[int, float] = {}
+        self.frames_sent = 0
 
     async def connect(self):
         token = bearer_token(self.scope)
@@ -67,9 +83,13 @@ class DeviceConsumer(AsyncWebsocketConsumer):
             await self.close(code=CLOSE_UNAUTHENTICATED if again is None else CLOSE_FORBIDDEN)
             return
         self.meter = meter
-        await database_sync_to_async(meter_connection_open)(
+        previous = await database_sync_to_async(meter_connection_open)(
             meter_id=meter.id, channel_name=self.channel_name
         )
+        if previous:
+            # One connection per meter: the newest wins (a device that
+            # reconnects after a network drop replaces its half-open socket).
+            await self._tell(previous, {"type": "meter.replaced"})
         await self._publish_status(online=True)
 
     async def disconnect(self, code):
@@ -102,26 +122,40 @@ class DeviceConsumer(AsyncWebsocketConsumer):
             await self._send(error.to_message())
         if not frame.readings:
             return
+        ids = [reading.id for reading in frame.readings]
+        if not self._window_open():
+            await self._send_busy(ids)
+            return
+        self.frames_sent += 1
         message = {
             "type": "rate.readings",
             "meter": self.meter.id,
             "reply_to": self.channel_name,
+            "frame": self.frames_sent,
             "readings": [reading.to_wire() for reading in frame.readings],
         }
         try:
             await self.channel_layer.send(RATING_CHANNEL, message)
         except ChannelFull:
-            await self._send(
-                {
-                    "type": "busy",
-                    "ids": [reading.id for reading in frame.readings],
-                    "retry_after_ms": BUSY_RETRY_MS,
-                }
-            )
+            await self._send_busy(ids)
+            return
+        except LAYER_ERRORS:
+            logger.warning("could not hand a frame to the rating workers", exc_info=True)
+            await self._send_busy(ids)
+            return
+        self.in_flight[self.frames_sent] = time.monotonic()
+
+    def _window_open(self) -> bool:
+        expired = time.monotonic() - IN_FLIGHT_EXPIRY_SECONDS
+        for frame, sent_at in list(self.in_flight.items()):
+            if sent_at < expired:
+                del self.in_flight[frame]
+        return len(self.in_flight) < settings.METERLINE_MAX_IN_FLIGHT
 
     # --- messages from workers and the operator API ---------------------------
 
     async def rating_result(self, message):
+        self.in_flight.pop(message.get("frame"), None)
         if message["ids"] or message["duplicates"]:
             await self._send(
                 {"type": "ack", "ids": message["ids"], "duplicates": message["duplicates"]}
@@ -130,12 +164,25 @@ class DeviceConsumer(AsyncWebsocketConsumer):
             await self._send(error)
 
     async def rating_busy(self, message):
+        self.in_flight.pop(message.get("frame"), None)
         await self._send(
             {"type": "busy", "ids": message["ids"], "retry_after_ms": message["retry_after_ms"]}
         )
 
     async def meter_close(self, message):
         await self.close(code=message["code"])
+
+    async def meter_replaced(self, message):
+        await self.close(code=CLOSE_REPLACED)
+
+    async def _send_busy(self, ids: list[str]) -> None:
+        await self._send({"type": "busy", "ids": ids, "retry_after_ms": BUSY_RETRY_MS})
+
+    async def _tell(self, channel: str, message: dict) -> None:
+        try:
+            await self.channel_layer.send(channel, message)
+        except (ChannelFull, *LAYER_ERRORS):
+            logger.warning("could not reach connection %s", channel, exc_info=True)
 
     async def _send(self, message: dict) -> None:
         await self.send(text_data=json.dumps(message))

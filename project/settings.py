@@ -127,9 +127,13 @@ CELERY_BEAT_SCHEDULE = {
 METERLINE_MAX_FRAME_BYTES = 256 * 1024
 METERLINE_MAX_BATCH = 1000
 METERLINE_MAX_FUTURE_SECONDS = 300
+# Frames one connection may have with the rating workers at once; more get `busy`.
+METERLINE_MAX_IN_FLIGHT = env_int("METERLINE_MAX_IN_FLIGHT", 32)
 # A worker counts as alive in /healthz when its heartbeat is this recent.
 METERLINE_WORKER_TTL_SECONDS = 15
 METERLINE_WORKER_HEARTBEAT_SECONDS = 5
+# After SIGTERM a worker finishes the message in hand for at most this long.
+METERLINE_WORKER_GRACE_SECONDS = env_int("METERLINE_WORKER_GRACE_SECONDS", 25)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["billing.auth.OperatorKeyAuthentication"],

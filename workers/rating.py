@@ -10,6 +10,7 @@ import logging
 
 from asgiref.sync import async_to_sync
 from channels.consumer import SyncConsumer
+from channels.layers import get_channel_layer
 
 from billing.services import readings_rate
 from metering.parsing import ReadingIn
@@ -20,6 +21,10 @@ RETRY_AFTER_MS = 500
 
 
 class RatingConsumer(SyncConsumer):
+    # No channel of its own: it only answers on the devices' channels, and an
+    # unused receive on Redis would end the consumer during a Redis outage.
+    channel_layer_alias = None
+
     def rate_readings(self, message: dict) -> None:
         reply_to = message.get("reply_to")
         ids = [reading.get("id") for reading in message.get("readings", [])]
@@ -28,14 +33,14 @@ class RatingConsumer(SyncConsumer):
             result = readings_rate(meter_id=message["meter"], readings=readings)
         except Exception:
             logger.exception("rating a frame of %d readings failed; answering busy", len(ids))
-            self._reply(
-                reply_to, {"type": "rating.busy", "ids": ids, "retry_after_ms": RETRY_AFTER_MS}
-            )
+            busy = {"type": "rating.busy", "ids": ids, "retry_after_ms": RETRY_AFTER_MS}
+            self._reply(reply_to, busy | {"frame": message.get("frame")})
             return
         self._reply(
             reply_to,
             {
                 "type": "rating.result",
+                "frame": message.get("frame"),
                 "ids": result.ids,
                 "duplicates": result.duplicates,
                 "errors": [error.to_message() for error in result.errors],
@@ -46,7 +51,7 @@ class RatingConsumer(SyncConsumer):
         if not reply_to:
             return
         try:
-            async_to_sync(self.channel_layer.send)(reply_to, message)
+            async_to_sync(get_channel_layer().send)(reply_to, message)
         except Exception:
             # The charges are committed; the device resends and hears "duplicates".
             logger.warning("could not answer %s", reply_to, exc_info=True)

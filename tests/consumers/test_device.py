@@ -166,3 +166,35 @@ async def test_a_full_rating_channel_answers_busy_and_records_nothing(settings):
     worker.stop()
     assert [rid for rid, _ in await charges_of(meter)] == ["fits"]
     await client.disconnect()
+
+
+async def test_a_second_connection_takes_over_and_the_first_is_closed_4409():
+    meter, token = await new_meter()
+    first = device(token)
+    await first.connect()
+    second = device(token)
+    assert (await second.connect())[0]
+    assert await first.receive_output(timeout=2) == {"type": "websocket.close", "code": 4409}
+    await second.send_to(text_data=reading("after-takeover"))
+    worker = await rate_next_frame()
+    assert json.loads(await second.receive_from(timeout=5))["ids"] == ["after-takeover"]
+    worker.stop()
+    await second.disconnect()
+
+
+async def test_frames_beyond_the_in_flight_limit_get_busy(settings):
+    settings.METERLINE_MAX_IN_FLIGHT = 2
+    _, token = await new_meter()
+    client = device(token)
+    await client.connect()
+    for n in range(3):
+        await client.send_to(text_data=reading(f"f-{n}"))
+    busy = json.loads(await client.receive_from())
+    assert busy == {"type": "busy", "ids": ["f-2"], "retry_after_ms": 500}
+    # An answered frame frees its place in the window.
+    worker = await rate_next_frame()
+    assert json.loads(await client.receive_from(timeout=5))["ids"] == ["f-0"]
+    worker.stop()
+    await client.send_to(text_data=reading("f-3"))
+    assert await client.receive_nothing(timeout=0.3)  # handed on, not refused
+    await client.disconnect()

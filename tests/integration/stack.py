@@ -740,20 +740,36 @@ class Device:
         pending.update(by_id)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
+        # `busy` ids wait here for their retry time; the socket keeps being read
+        # meanwhile (a client that stops reading misses the server's pings).
+        retry_due: float | None = None
+        retry_ids: list[str] = []
         while pending:
-            remaining = deadline - loop.time()
+            now = loop.time()
+            if retry_due is not None and now >= retry_due:
+                retry = [by_id[rid] for rid in retry_ids if rid in pending]
+                for start in range(0, len(retry), 100):
+                    chunk = retry[start : start + 100]
+                    await self.send(batch(chunk) if len(chunk) > 1 else chunk[0])
+                retry_due, retry_ids = None, []
+            remaining = deadline - now
             if remaining <= 0:
                 raise TimeoutError(
                     f"{len(pending)} readings unanswered after {timeout}s: {sorted(pending)[:10]}"
                 )
+            wait = min(remaining, RESEND_AFTER)
+            if retry_due is not None:
+                wait = max(0.01, min(wait, retry_due - now))
             try:
-                reply = await recv_json(self.ws, min(remaining, RESEND_AFTER))
+                reply = await recv_json(self.ws, wait)
             except TimeoutError:
+                if retry_due is not None and loop.time() >= retry_due:
+                    continue
                 # As the contract asks of devices: resend what has no answer.
                 # The channel layer delivers at most once; the id makes it exactly once.
                 if loop.time() >= deadline:
                     raise
-                unanswered = [by_id[rid] for rid in sorted(pending)]
+                unanswered = [by_id[rid] for rid in sorted(pending) if rid not in retry_ids]
                 self.resent += len(unanswered)
                 print(f"device resends {len(unanswered)} unanswered readings: {unanswered[:3]}")
                 for start in range(0, len(unanswered), 1000):
@@ -775,10 +791,9 @@ class Device:
                     outcome[reply["id"]] = reply.get("code")
                     pending.discard(reply["id"])
             elif kind == "busy":
-                await asyncio.sleep(reply.get("retry_after_ms", 500) / 1000)
-                retry = [by_id[rid] for rid in reply.get("ids", []) if rid in by_id]
-                if retry:
-                    await self.send(batch(retry) if len(retry) > 1 else retry[0])
+                retry_ids += [rid for rid in reply.get("ids", []) if rid in by_id]
+                if retry_due is None:
+                    retry_due = loop.time() + reply.get("retry_after_ms", 500) / 1000
             else:
                 self.others.append(reply)
         return outcome
