@@ -169,7 +169,7 @@ async def test_a_full_rating_channel_answers_busy_and_records_nothing(settings):
 
 
 async def test_a_second_connection_takes_over_and_the_first_is_closed_4409():
-    meter, token = await new_meter()
+    _, token = await new_meter()
     first = device(token)
     await first.connect()
     second = device(token)

@@ -40,6 +40,14 @@ def sqlite_stack():
     current.stop()
 
 
+@pytest.fixture(scope="module")
+def fault_stack():
+    """A stack of the module's own, for tests that restart its parts."""
+    current = _running_stack("postgres")
+    yield current
+    current.stop()
+
+
 @pytest.fixture(params=["postgres", "sqlite"])
 def any_stack(request):
     return request.getfixturevalue("stack" if request.param == "postgres" else "sqlite_stack")

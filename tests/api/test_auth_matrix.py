@@ -1,0 +1,277 @@
+"""Every REST endpoint against every kind of wrong credential: 401, JSON, and nothing done.
+
+The same requests with the operator key succeed (the control column), so a
+401 here is the credential's doing, not a broken request.
+"""
+
+from dataclasses import dataclass
+
+import pytest
+from django.test import override_settings
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from billing.keys import secret_hash
+from billing.models import Account, DashboardKey, Invoice, OperatorKey, Tariff
+from metering.models import Meter, MeterTariff
+from tests.factories import (
+    make_account,
+    make_dashboard_key,
+    make_meter,
+    make_operator_key,
+    make_tariff,
+)
+
+pytestmark = pytest.mark.django_db
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    method: str
+    path: str  # with {account}, {invoice}, {tariff}, {meter} filled from the world
+    body: dict | None = None
+
+
+ENDPOINTS = {
+    "account create": Endpoint(
+        "post", "/api/v1/accounts/", {"name": "n", "currency": "EUR", "timezone": "UTC"}
+    ),
+    "account detail": Endpoint("get", "/api/v1/accounts/{account}/"),
+    "dashboard key create": Endpoint("post", "/api/v1/accounts/{account}/dashboard-keys/"),
+    "usage": Endpoint("get", "/api/v1/accounts/{account}/usage/"),
+    "charges": Endpoint("get", "/api/v1/accounts/{account}/charges/"),
+    "close period": Endpoint("post", "/api/v1/accounts/{account}/close-period/"),
+    "invoice list": Endpoint("get", "/api/v1/invoices/?account={account}"),
+    "invoice detail": Endpoint("get", "/api/v1/invoices/{invoice}/"),
+    "invoice csv": Endpoint("get", "/api/v1/invoices/{invoice}/lines.csv"),
+    "tariff create": Endpoint(
+        "post",
+        "/api/v1/tariffs/",
+        {"name": "t", "currency": "EUR", "model": "per_unit", "unit_price": "0.1"},
+    ),
+    "tariff detail": Endpoint("get", "/api/v1/tariffs/{tariff}/"),
+    "meter create": Endpoint(
+        "post",
+        "/api/v1/meters/",
+        {"account": "{account}", "tariff": "{tariff}", "name": "m", "kind": "delta"},
+    ),
+    "meter detail": Endpoint("get", "/api/v1/meters/{meter}/"),
+    "meter update": Endpoint("patch", "/api/v1/meters/{meter}/", {"active": False}),
+    "meter rotate token": Endpoint("post", "/api/v1/meters/{meter}/rotate-token/"),
+}
+PUBLIC = {
+    "healthz": "/healthz",
+    "schema": "/api/schema/",
+    "docs": "/api/docs/",
+}
+# Authorization headers that carry no usable operator key, by name.
+CREDENTIALS = [
+    "none",
+    "Bearer alone",
+    "Basic",
+    "Bearer and spaces",
+    "wrong key",
+    "revoked operator key",
+    "dashboard key",
+    "device token",
+]
+
+
+@pytest.fixture
+def world():
+    account = make_account()
+    tariff = make_tariff()
+    meter, device_token = make_meter(account, tariff)
+    operator_key = make_operator_key()
+    revoked = make_operator_key()
+    OperatorKey.objects.filter(key_hash=secret_hash(revoked)).update(revoked_at=timezone.now())
+    control = APIClient()
+    control.credentials(HTTP_AUTHORIZATION=f"Bearer {operator_key}")
+    invoice = control.post(f"/api/v1/accounts/{account.id}/close-period/").json()["id"]
+    return {
+        "ids": {"account": account.id, "tariff": tariff.id, "meter": meter.id, "invoice": invoice},
+        "meter": meter,
+        "operator key": operator_key,
+        "headers": {
+            "none": None,
+            "Bearer alone": "Bearer",
+            "Basic": "Basic x",
+            "Bearer and spaces": "Bearer  ",
+            "wrong key": "Bearer mlk_not-a-key",
+            "revoked operator key": f"Bearer {revoked}",
+            "dashboard key": f"Bearer {make_dashboard_key(account)}",
+            "device token": f"Bearer {device_token}",
+        },
+    }
+
+
+def call(endpoint: Endpoint, ids: dict, authorization: str | None):
+    client = APIClient()
+    if authorization is not None:
+        client.credentials(HTTP_AUTHORIZATION=authorization)
+    body = None
+    if endpoint.body is not None:
+        body = {k: v.format(**ids) if isinstance(v, str) else v for k, v in endpoint.body.items()}
+    return getattr(client, endpoint.method)(endpoint.path.format(**ids), body, format="json")
+
+
+def state(meter: Meter) -> tuple:
+    """Everything an endpoint above could change."""
+    meter.refresh_from_db()
+    return (
+        Account.objects.count(),
+        Tariff.objects.count(),
+        Meter.objects.count(),
+        MeterTariff.objects.count(),
+        DashboardKey.objects.count(),
+        Invoice.objects.count(),
+        meter.token_hash,
+        meter.active,
+    )
+
+
+@pytest.mark.parametrize("credential", CREDENTIALS)
+@pytest.mark.parametrize("name", ENDPOINTS)
+def test_protected_endpoints_refuse_with_401_json_and_do_nothing(world, name, credential):
+    before = state(world["meter"])
+    response = call(ENDPOINTS[name], world["ids"], world["headers"][credential])
+    assert response.status_code == 401, response.content
+    assert response["Content-Type"].startswith("application/json")
+    assert response["WWW-Authenticate"] == "Bearer"
+    payload = response.json()
+    assert isinstance(payload["detail"], str) and payload["detail"]
+    assert payload["code"] in ("not_authenticated", "authentication_failed")
+    assert state(world["meter"]) == before
+
+
+@pytest.mark.parametrize("name", ENDPOINTS)
+def test_the_operator_key_opens_every_protected_endpoint(world, name):
+    response = call(ENDPOINTS[name], world["ids"], f"Bearer {world['operator key']}")
+    assert 200 <= response.status_code < 300, response.content
+
+
+def test_the_matrix_covers_every_route():
+    from django.urls import get_resolver
+
+    def patterns(resolver, prefix=""):
+        for entry in resolver.url_patterns:
+            if hasattr(entry, "url_patterns"):
+                yield from patterns(entry, prefix + str(entry.pattern))
+            else:
+                yield prefix + str(entry.pattern)
+
+    routes = {p for p in patterns(get_resolver()) if p.startswith("api/") or p == "healthz"}
+    covered = {
+        "api/v1/accounts/",
+        "api/v1/accounts/<str:account_id>/",
+        "api/v1/accounts/<str:account_id>/dashboard-keys/",
+        "api/v1/accounts/<str:account_id>/usage/",
+        "api/v1/accounts/<str:account_id>/charges/",
+        "api/v1/accounts/<str:account_id>/close-period/",
+        "api/v1/invoices/",
+        "api/v1/invoices/<str:invoice_id>/",
+        "api/v1/invoices/<str:invoice_id>/lines.csv",
+        "api/v1/tariffs/",
+        "api/v1/tariffs/<str:tariff_id>/",
+        "api/v1/meters/",
+        "api/v1/meters/<str:meter_id>/",
+        "api/v1/meters/<str:meter_id>/rotate-token/",
+        "api/v1/meters/<str:meter_id>/readings/",  # below: device tokens
+        "api/schema/",
+        "api/docs/",
+        "healthz",
+    }
+    assert routes == covered
+
+
+@pytest.mark.parametrize("credential", CREDENTIALS)
+@pytest.mark.parametrize("name", PUBLIC)
+@override_settings(REDIS_URL="unix:///nonexistent/meterline-test.sock")
+def test_public_endpoints_ignore_credentials(world, name, credential):
+    client = APIClient()
+    authorization = world["headers"][credential]
+    if authorization is not None:
+        client.credentials(HTTP_AUTHORIZATION=authorization)
+    response = client.get(PUBLIC[name])
+    # healthz names Redis as down here (503); what matters is that nobody asks for a key.
+    assert response.status_code in ((200, 503) if name == "healthz" else (200,))
+
+
+# --- HTTP ingest: device tokens ---------------------------------------------------
+
+
+@pytest.fixture
+def meters():
+    account = make_account()
+    meter, token = make_meter(account, make_tariff())
+    _, other_token = make_meter(account, make_tariff())
+    rotated, old_token = make_meter(account, make_tariff())
+    control = APIClient()
+    control.credentials(HTTP_AUTHORIZATION=f"Bearer {make_operator_key()}")
+    new_token = control.post(f"/api/v1/meters/{rotated.id}/rotate-token/").json()["token"]
+    disabled, disabled_token = make_meter(account, make_tariff())
+    disabling = control.patch(f"/api/v1/meters/{disabled.id}/", {"active": False}, format="json")
+    assert disabling.status_code == 200
+    return {
+        "meter": meter,
+        "token": token,
+        "rotated": rotated,
+        "new token": new_token,
+        "disabled": disabled,
+        "headers": {
+            "none": None,
+            "Bearer alone": "Bearer",
+            "Basic": f"Basic {token}",
+            "Bearer and spaces": "Bearer  ",
+            "wrong token": "Bearer mtk_not-a-token",
+            "operator key": f"Bearer {make_operator_key()}",
+            "dashboard key": f"Bearer {make_dashboard_key(account)}",
+            "another meter's token": f"Bearer {other_token}",
+            "rotated (old) token": f"Bearer {old_token}",
+        },
+        "disabled token": disabled_token,
+    }
+
+
+def ingest(meter_id: str, authorization: str | None, reading_id: str = "r-1"):
+    body = {"readings": [{"id": reading_id, "ts": timezone.now().isoformat(), "quantity": "1"}]}
+    headers = {"Authorization": authorization} if authorization is not None else {}
+    return APIClient().post(
+        f"/api/v1/meters/{meter_id}/readings/", body, format="json", headers=headers
+    )
+
+
+INGEST_REFUSED = [
+    "none",
+    "Bearer alone",
+    "Basic",
+    "Bearer and spaces",
+    "wrong token",
+    "operator key",
+    "dashboard key",
+    "another meter's token",
+    "rotated (old) token",
+]
+
+
+@pytest.mark.parametrize("credential", INGEST_REFUSED)
+def test_http_ingest_refuses_all_but_the_meters_current_token(meters, credential):
+    meter = meters["rotated"] if credential == "rotated (old) token" else meters["meter"]
+    response = ingest(meter.id, meters["headers"][credential])
+    assert response.status_code == 401
+    assert response["Content-Type"].startswith("application/json")
+    assert response.json()["detail"]
+    assert not meter.readings.exists()
+
+
+def test_http_ingest_refuses_a_disabled_meters_token_with_403(meters):
+    response = ingest(meters["disabled"].id, f"Bearer {meters['disabled token']}")
+    assert response.status_code == 403
+    assert response.json()["detail"]
+    assert not meters["disabled"].readings.exists()
+
+
+def test_http_ingest_takes_the_current_tokens(meters):
+    assert ingest(meters["meter"].id, f"Bearer {meters['token']}").json()["ids"] == ["r-1"]
+    rotated = meters["rotated"]
+    assert ingest(rotated.id, f"Bearer {meters['new token']}").json()["ids"] == ["r-1"]

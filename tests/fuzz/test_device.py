@@ -1,0 +1,365 @@
+"""Fuzzing the device socket end to end: the real DeviceConsumer and rating worker.
+
+Every frame must be answered (ack, error with a contract code, or busy) on a
+connection that stays open, and what is charged must be exactly what was
+acked. With near-valid frames, an oracle in this file also predicts each
+reading's verdict, and the server must agree with it.
+"""
+
+import json
+import uuid
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+from django.utils import timezone
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from billing.models import Charge
+from routing.channels import RATING_CHANNEL
+from tests.consumers.conftest import device, rate_next_frame
+from tests.factories import make_account, make_meter, make_tariff
+from tests.fuzz.strategies import (
+    CONTRACT_CODES,
+    FrameSpec,
+    IdSpec,
+    Stamp,
+    frames,
+    lenient_ids_unique,
+    raw_frames,
+)
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+FUZZ = settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+    ],
+)
+
+
+@database_sync_to_async
+def new_meter(kind: str):
+    return make_meter(make_account(), make_tariff("per_unit"), kind=kind)
+
+
+@database_sync_to_async
+def charged(meter) -> dict[str, Decimal]:
+    rows = Charge.objects.filter(meter=meter).values_list("reading__reading_id", "quantity")
+    return dict(rows)
+
+
+def rating_queued() -> bool:
+    queue = get_channel_layer().channels.get(RATING_CHANNEL)
+    return queue is not None and not queue.empty()
+
+
+@dataclass
+class Answers:
+    direct: list[dict]  # answered by the consumer itself
+    rated: list[dict]  # answered after the rating worker
+
+    @property
+    def all(self) -> list[dict]:
+        return self.direct + self.rated
+
+    def of_type(self, kind: str) -> list[dict]:
+        return [answer for answer in self.all if answer["type"] == kind]
+
+
+@dataclass
+class Device:
+    """A device connection that sends a frame and collects every answer to it.
+
+    After each frame it sends a marker frame whose error it can recognise:
+    the consumer handles a connection's frames in order, so whatever came
+    before the marker's answer is the whole direct answer to the frame.
+    """
+
+    token: str
+    timeout: float = 5  # for each answer
+    client: object = None
+    acked: list[str] = field(default_factory=list)
+
+    async def __aenter__(self):
+        self.client = device(self.token)
+        connected, _ = await self.client.connect()
+        assert connected
+        return self
+
+    async def __aexit__(self, *exc):
+        await self.client.disconnect()
+
+    async def exchange(self, frame: str | bytes) -> Answers:
+        # send_input, not send_to: an empty frame is a frame too.
+        kind = "bytes" if isinstance(frame, bytes) else "text"
+        await self.client.send_input({"type": "websocket.receive", kind: frame})
+        direct = await self._until_marker()
+        rated: list[dict] = []
+        if rating_queued():
+            worker = await rate_next_frame()
+            try:
+                rated = [await self._answer(frame)]
+                rated += await self._until_marker()
+            finally:
+                worker.stop()
+        assert not rating_queued(), "one frame, one message to the rating workers"
+        answers = Answers(direct, rated)
+        for answer in answers.all:
+            assert_contract_answer(answer)
+        for ack in answers.of_type("ack"):
+            self.acked += ack["ids"]
+        return answers
+
+    async def _until_marker(self) -> list[dict]:
+        marker = f"~marker~{uuid.uuid4().hex}"
+        await self.client.send_to(
+            text_data=json.dumps({"type": "batch", "readings": [{"id": marker}]})
+        )
+        answers = []
+        while True:
+            answer = await self._answer(marker)
+            if answer.get("id") == marker:
+                assert answer["code"] == "invalid_reading"
+                return answers
+            answers.append(answer)
+
+    async def _answer(self, after) -> dict:
+        output = await self.client.receive_output(timeout=self.timeout)
+        assert output["type"] == "websocket.send", f"connection closed {output} after {after!r}"
+        return json.loads(output["text"])
+
+
+def assert_contract_answer(answer: dict) -> None:
+    kind = answer.get("type")
+    if kind == "ack":
+        assert set(answer) == {"type", "ids", "duplicates"}
+        assert all(isinstance(i, str) for i in answer["ids"] + answer["duplicates"])
+        assert answer["ids"] or answer["duplicates"]
+    elif kind == "error":
+        assert set(answer) == {"type", "id", "code", "detail"}
+        assert answer["code"] in CONTRACT_CODES, answer
+    elif kind == "busy":
+        assert isinstance(answer["ids"], list) and answer["retry_after_ms"] > 0
+    else:
+        raise AssertionError(f"not a contract answer: {answer}")
+
+
+def is_empty_batch(frame: str | bytes) -> bool:
+    """The one frame with nothing to answer: a batch of no readings."""
+    try:
+        message = json.loads(frame)
+    except (ValueError, RecursionError):
+        return False
+    return (
+        isinstance(message, dict) and message.get("type") == "batch" and message["readings"] == []
+    )
+
+
+async def assert_charged_exactly_the_acked(meter, session: Device) -> dict[str, Decimal]:
+    charges = await charged(meter)
+    assert len(session.acked) == len(set(session.acked)), "an id acked as new twice"
+    assert set(charges) == set(session.acked)
+    return charges
+
+
+# --- anything at all ----------------------------------------------------------
+
+
+@FUZZ
+@given(sent=st.lists(raw_frames, min_size=1, max_size=4))
+async def test_any_frame_is_answered_and_nothing_refused_is_charged(sent):
+    await get_channel_layer().flush()
+    meter, token = await new_meter("delta")
+    async with Device(token) as session:
+        for frame in sent:
+            answers = await session.exchange(frame)
+            assert answers.all or is_empty_batch(frame), f"no answer to {frame!r}"
+            assert not answers.of_type("busy")
+    await assert_charged_exactly_the_acked(meter, session)
+
+
+# --- near-valid frames, judged by the oracle ----------------------------------
+
+
+@dataclass
+class Oracle:
+    """What the contract says a meter's readings come to, frame by frame."""
+
+    cumulative: bool
+    charged: dict[str, Decimal] = field(default_factory=dict)
+    register: Decimal | None = None
+
+    def judge(self, spec: FrameSpec, answers: Answers) -> None:
+        frame_error = spec.frame_error()
+        if frame_error:
+            assert [(a["type"], a["id"], a["code"]) for a in answers.all] == [
+                ("error", None, frame_error)
+            ], spec
+            return
+        refusals = [a for a in answers.direct if a["type"] == "error"]
+        assert len(refusals) == len(answers.direct), answers
+        new, duplicates, rating_errors = [], [], []
+        for item in spec.readings():
+            verdict, reading_id, codes = item.verdict()
+            if verdict == "either":
+                refused = bool(refusals) and refusals[0]["id"] == reading_id
+                verdict = "refused" if refused else "accepted"
+            if verdict == "refused":
+                assert refusals, f"{item} was not refused"
+                refusal = refusals.pop(0)
+                assert refusal["id"] == reading_id and refusal["code"] in codes, (item, refusal)
+            elif reading_id in self.charged:
+                duplicates.append(reading_id)
+            elif not self.cumulative:
+                self.charged[reading_id] = item.amount.number
+                new.append(reading_id)
+            else:
+                value = item.amount.number
+                if self.register is not None and value < self.register:
+                    rating_errors.append((reading_id, "register_decreased"))
+                    continue
+                # The first reading only sets the baseline.
+                self.charged[reading_id] = value - (
+                    value if self.register is None else self.register
+                )
+                self.register = value
+                new.append(reading_id)
+        assert refusals == [], f"refused more than expected: {refusals}"
+        expected = (
+            [{"type": "ack", "ids": new, "duplicates": duplicates}] if new or duplicates else []
+        )
+        assert [a for a in answers.rated if a["type"] == "ack"] == expected, spec
+        errors = [(a["id"], a["code"]) for a in answers.rated if a["type"] == "error"]
+        assert errors == rating_errors
+
+
+async def run_against_oracle(specs: list[FrameSpec], kind: str) -> None:
+    await get_channel_layer().flush()
+    meter, token = await new_meter(kind)
+    oracle = Oracle(cumulative=kind == "cumulative")
+    seconds = 0
+    async with Device(token) as session:
+        for index, spec in enumerate(specs):
+            spec = lenient_ids_unique(spec, prefix=f"lenient-{index}")
+            if kind == "cumulative":
+                spec, seconds = in_time_order(spec, seconds)
+            answers = await session.exchange(spec.render(timezone.now()))
+            oracle.judge(spec, answers)
+    charges = await assert_charged_exactly_the_acked(meter, session)
+    assert charges == oracle.charged
+    assert sum(charges.values(), Decimal(0)) == sum(oracle.charged.values(), Decimal(0))
+
+
+@FUZZ
+@given(specs=st.lists(frames("quantity"), min_size=1, max_size=4))
+async def test_delta_meter_verdicts_match_the_oracle(specs):
+    await run_against_oracle(specs, "delta")
+
+
+# Cumulative registers are compared in time order: the readings the oracle
+# expects to be accepted get timestamps one second apart, in sending order.
+_register_ids = st.sampled_from(["a", "b", "c", "d"]).map(lambda i: IdSpec(i, True))
+
+
+def in_time_order(spec: FrameSpec, first: int) -> tuple[FrameSpec, int]:
+    """The frame with its readings one second apart, and no id twice in it.
+
+    An id repeated within one frame after a register_decreased is a known
+    bug (test_an_id_refused_in_a_frame_is_not_a_duplicate_later_in_it), kept
+    out here; ids repeated across frames stay.
+    """
+    items, seen = [], set()
+    for index, item in enumerate(spec.items):
+        if item.ts.verdict == "ok":
+            item = replace(item, ts=Stamp("ok", offset_s=-3600 + first))
+            first += 1
+        if item.id.valid and item.id.raw in seen:
+            item = replace(item, id=IdSpec(f"{item.id.raw}-{index}", True))
+        seen.add(item.id.raw if item.id.valid else None)
+        items.append(item)
+    return replace(spec, items=tuple(items)), first
+
+
+@FUZZ
+@given(specs=st.lists(frames("value", _register_ids, _register_ids), min_size=1, max_size=5))
+async def test_cumulative_meter_verdicts_match_the_oracle(specs):
+    await run_against_oracle(specs, "cumulative")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="billing/services.py _drop_duplicates marks the second reading of an id as a "
+    "duplicate before the first is rated; when the first is then refused "
+    "(register_decreased), the device hears 'duplicates' for an id never recorded",
+)
+async def test_an_id_refused_in_a_frame_is_not_a_duplicate_later_in_it():
+    await get_channel_layer().flush()
+    meter, token = await new_meter("cumulative")
+    now = timezone.now()
+
+    def reading(value: str, seconds: int) -> dict:
+        ts = (now - timedelta(seconds=60 - seconds)).isoformat()
+        return {"id": "b", "ts": ts, "value": value}
+
+    async with Device(token) as session:
+        await session.exchange(json.dumps({"type": "reading", **reading("10", 0), "id": "a"}))
+        # b at 5 is below the register (10): refused. b again at 12 is a new reading.
+        batch = {"type": "batch", "readings": [reading("5", 1), reading("12", 2)]}
+        answers = await session.exchange(json.dumps(batch))
+    acks = answers.of_type("ack")
+    assert [a["code"] for a in answers.of_type("error")] == ["register_decreased"]
+    assert acks == [{"type": "ack", "ids": ["b"], "duplicates": []}]
+    assert await charged(meter) == {"a": Decimal(0), "b": Decimal(2)}
+
+
+async def answers_to(frame: str) -> Answers:
+    await get_channel_layer().flush()
+    _, token = await new_meter("delta")
+    async with Device(token, timeout=1) as session:
+        return await session.exchange(frame)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="RecursionError from json.loads escapes parse_frame (metering/parsing.py "
+    "decode_json): the consumer dies instead of answering invalid_json",
+)
+async def test_deeply_nested_json_is_answered_on_an_open_connection():
+    answers = await answers_to("[" * 50_000 + "]" * 50_000)
+    assert [(a["type"], a["id"]) for a in answers.all] == [("error", None)]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="an id with a lone surrogate escape ('\\ud800') passes parse_reading, then msgpack "
+    "cannot encode it in channel_layer.send: UnicodeEncodeError kills the consumer",
+)
+async def test_an_id_with_a_lone_surrogate_escape_is_answered():
+    ts = timezone.now().isoformat()
+    frame = json.dumps({"type": "reading", "id": "ID", "ts": ts, "quantity": "1"})
+    answers = await answers_to(frame.replace('"ID"', '"\\ud800"'))
+    assert [a["type"] for a in answers.all] in (["error"], ["ack"])
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a timestamp in year 1 passes parse_reading, then billing/periods.py "
+    "calendar_bounds overflows (OverflowError: date value out of range) and the worker "
+    "answers busy: the device is told to resend a reading that can never be rated",
+)
+@pytest.mark.parametrize("ts", ["0001-01-01T00:00:00Z", "0001-01-01T12:00:00+05:00"])
+async def test_a_timestamp_in_year_one_is_not_busy_forever(ts):
+    answers = await answers_to(
+        json.dumps({"type": "reading", "id": "y1", "ts": ts, "quantity": "1"})
+    )
+    assert answers.of_type("busy") == []
+    assert answers.of_type("ack") or answers.of_type("error")
