@@ -8,8 +8,8 @@ from django.db import models
 from billing.fields import ExactDecimalField
 from billing.keys import new_id
 
-# Amounts of charges and totals: 6 places, summed in SQL. SQLite keeps 15
-# significant digits of them, exact below a billion per row.
+# Amounts of charges and totals: 6 places, exact on every database (summed
+# in Python: SQLite would sum them as floats).
 MONEY = {"max_digits": 30, "decimal_places": 6}
 # Usage: 21 digits before the point, 9 after (readings are checked to fit).
 QUANTITY = {"max_digits": 30, "decimal_places": 9}
@@ -53,8 +53,8 @@ class Tariff(models.Model):
     # The model's own fields (unit_price, tiers, ...) as the API received
     # them, decimal strings included; billing/tariffs.py makes them a pricing model.
     params = models.JSONField(default=dict)
-    fixed_fee = models.DecimalField(default=Decimal(0), **MONEY)
-    minimum = models.DecimalField(default=Decimal(0), **MONEY)
+    fixed_fee = ExactDecimalField(default=Decimal(0), **MONEY)
+    minimum = ExactDecimalField(default=Decimal(0), **MONEY)
     created_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:
@@ -91,7 +91,7 @@ class MeterPeriodUsage(models.Model):
     period_end = models.DateTimeField()
     usage = ExactDecimalField(default=Decimal(0), **QUANTITY)
     exact_amount = ExactDecimalField(default=Decimal(0), **EXACT_PRICE)
-    amount = models.DecimalField(default=Decimal(0), **MONEY)
+    amount = ExactDecimalField(default=Decimal(0), **MONEY)
 
     class Meta:
         constraints = [
@@ -109,7 +109,7 @@ class Charge(models.Model):
     tariff = models.ForeignKey(Tariff, on_delete=models.PROTECT, related_name="charges")
     period_start = models.DateTimeField()
     quantity = ExactDecimalField(**QUANTITY)
-    amount = models.DecimalField(**MONEY)
+    amount = ExactDecimalField(**MONEY)
     currency = models.CharField(max_length=3)
     rated_at = models.DateTimeField()
     # Dated in a period already invoiced, so charged in the open one instead.
@@ -137,8 +137,8 @@ class Invoice(models.Model):
     period_end = models.DateTimeField()
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.FINALIZED)
     currency = models.CharField(max_length=3)
-    subtotal = models.DecimalField(**MONEY)
-    total = models.DecimalField(**MONEY)
+    subtotal = ExactDecimalField(**MONEY)
+    total = ExactDecimalField(**MONEY)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -168,7 +168,7 @@ class InvoiceLine(models.Model):
     )
     description = models.CharField(max_length=300)
     quantity = ExactDecimalField(**QUANTITY)
-    amount = models.DecimalField(**MONEY)
+    amount = ExactDecimalField(**MONEY)
 
     class Meta:
         ordering = ["invoice", "position"]

@@ -16,7 +16,6 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from django.db import transaction
-from django.db.models import Sum
 from django.utils import timezone
 
 from billing.events import dashboard_publish
@@ -27,6 +26,9 @@ from billing.pricing import EXACT, PricingModel, RatedLine, rate, round6
 from billing.tariffs import pricing_model
 from metering.models import Meter, MeterTariff, Reading
 from metering.parsing import ReadingError, ReadingIn
+
+# A money column has 24 digits before the point; a period stays well inside.
+MAX_PERIOD_AMOUNT = Decimal(10) ** 23
 
 
 @dataclass
@@ -98,19 +100,14 @@ def _lock_meter_and_account(meter_id: str) -> Meter | None:
 def _drop_duplicates(
     meter: Meter, readings: Sequence[ReadingIn], result: RatingResult
 ) -> list[ReadingIn]:
+    """The readings not recorded before (repeats inside the frame are left to `_rate`)."""
     seen = set(
         Reading.objects.filter(meter=meter, reading_id__in={r.id for r in readings}).values_list(
             "reading_id", flat=True
         )
     )
-    fresh = []
-    for reading in readings:
-        if reading.id in seen:
-            result.duplicates.append(reading.id)
-        else:
-            seen.add(reading.id)
-            fresh.append(reading)
-    return fresh
+    result.duplicates = [reading.id for reading in readings if reading.id in seen]
+    return [reading for reading in readings if reading.id not in seen]
 
 
 def _rate(meter: Meter, readings: list[ReadingIn], result: RatingResult) -> None:
@@ -123,7 +120,11 @@ def _rate(meter: Meter, readings: list[ReadingIn], result: RatingResult) -> None
     new_charges: list[Charge] = []
     frames: dict[datetime, list[Charge]] = defaultdict(list)
 
+    recorded: set[str] = set()
     for reading in readings:
+        if reading.id in recorded:  # twice in one frame: the first one counts
+            result.duplicates.append(reading.id)
+            continue
         try:
             usage = _usage_of(meter, reading)
         except ReadingError as error:
@@ -146,6 +147,12 @@ def _rate(meter: Meter, readings: list[ReadingIn], result: RatingResult) -> None
             quantity=usage,
             local_time=reading.ts.astimezone(zone),
         )
+        if abs(rated.exact_after) >= MAX_PERIOD_AMOUNT:
+            detail = "this usage would take the period's amount beyond what can be billed"
+            result.errors.append(ReadingError(reading.id, "invalid_reading", detail))
+            continue
+        _advance_register(meter, reading)
+        recorded.add(reading.id)
         period.usage, period.exact_amount = rated.usage_after, rated.exact_after
         period.amount = round6(rated.exact_after)  # = the sum of the period's charges
         row = Reading(
@@ -182,9 +189,13 @@ def _rate(meter: Meter, readings: list[ReadingIn], result: RatingResult) -> None
 
     for start, charges in frames.items():
         period = periods.rows[start]
-        total = MeterPeriodUsage.objects.filter(account=account, period_start=start).aggregate(
-            total=Sum("amount")
-        )["total"]
+        # Summed here, not in SQL: SQLite would sum the text of exact decimals as floats.
+        total = sum(
+            MeterPeriodUsage.objects.filter(account=account, period_start=start).values_list(
+                "amount", flat=True
+            ),
+            Decimal(0),
+        )
         result.events.append(
             {
                 "type": "charge",
@@ -216,7 +227,7 @@ def _line_out(line: RatedLine) -> dict[str, str | None]:
 
 
 def _usage_of(meter: Meter, reading: ReadingIn) -> Decimal:
-    """The usage a reading stands for; updates a cumulative meter's register baseline."""
+    """The usage a reading stands for (a cumulative meter's increase over its register)."""
     if meter.kind == Meter.Kind.DELTA:
         return reading.quantity
     value = reading.value
@@ -224,24 +235,29 @@ def _usage_of(meter: Meter, reading: ReadingIn) -> Decimal:
         detail = f"value must be below the meter's rollover_at {meter.rollover_at}"
         raise ReadingError(reading.id, "invalid_reading", detail)
     if meter.last_value is None:
-        usage = Decimal(0)  # the first reading only sets the baseline
-    elif reading.ts < meter.last_ts:
+        return Decimal(0)  # the first reading only sets the baseline
+    if reading.ts < meter.last_ts:
         # Older than the latest register: its interval is already counted
         # in the increase up to that register, so it adds no usage.
         return Decimal(0)
-    elif value >= meter.last_value:
-        usage = value - meter.last_value
-    elif meter.rollover_at is not None:
-        usage = meter.rollover_at - meter.last_value + value
-    else:
-        raise ReadingError(
-            reading.id,
-            "register_decreased",
-            f"value {value} is below the previous register {meter.last_value}"
-            " and the meter has no rollover_at",
-        )
-    meter.last_value, meter.last_ts = value, reading.ts
-    return usage
+    if value >= meter.last_value:
+        return value - meter.last_value
+    if meter.rollover_at is not None:
+        return meter.rollover_at - meter.last_value + value
+    raise ReadingError(
+        reading.id,
+        "register_decreased",
+        f"value {value} is below the previous register {meter.last_value}"
+        " and the meter has no rollover_at",
+    )
+
+
+def _advance_register(meter: Meter, reading: ReadingIn) -> None:
+    """A recorded cumulative reading newer than the register becomes the next baseline."""
+    if meter.kind == Meter.Kind.CUMULATIVE and (
+        meter.last_ts is None or reading.ts >= meter.last_ts
+    ):
+        meter.last_value, meter.last_ts = reading.value, reading.ts
 
 
 class _PeriodUsages:

@@ -8,7 +8,7 @@ exactly what to fix.
 import re
 from collections.abc import Mapping, Sequence
 from datetime import time
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from billing.pricing import (
@@ -32,6 +32,14 @@ MODEL_FIELDS: dict[str, tuple[str, ...]] = {
 }
 DAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 CLOCK = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
+# Plain notation: ASCII digits, optional sign and fraction. Python's Decimal
+# would also take "1_000", " 1", "1e3" and non-ASCII digits.
+DECIMAL = re.compile(r"^-?[0-9]+(\.[0-9]+)?$")
+# Bounds that keep every product of usage and price exact and inside the
+# money columns: prices below a billion, quantities below 10^15, 12 places.
+PRICE_LIMIT = Decimal(10) ** 9
+QUANTITY_LIMIT = Decimal(10) ** 15
+MAX_PLACES = 12
 MAX_NAME = 64
 
 
@@ -47,7 +55,7 @@ class TariffError(ValueError):
 def pricing_model(model: str, params: Mapping[str, Any]) -> PricingModel:
     """The pricing model named `model` with its fields from `params`."""
     if model == "per_unit":
-        return PerUnit(unit_price=parse_decimal(params.get("unit_price"), "unit_price"))
+        return PerUnit(unit_price=parse_price(params.get("unit_price"), "unit_price"))
     if model == "graduated":
         return Graduated(tiers=parse_tiers(params.get("tiers")))
     if model == "volume":
@@ -58,31 +66,41 @@ def pricing_model(model: str, params: Mapping[str, Any]) -> PricingModel:
             raise TariffError("package_size", "must be greater than 0")
         return Package(
             package_size=size,
-            package_price=parse_decimal(params.get("package_price"), "package_price"),
+            package_price=parse_price(params.get("package_price"), "package_price"),
         )
     if model == "time_of_use":
         return TimeOfUse(
             bands=parse_bands(params.get("bands")),
-            default_unit_price=parse_decimal(
-                params.get("default_unit_price"), "default_unit_price"
-            ),
+            default_unit_price=parse_price(params.get("default_unit_price"), "default_unit_price"),
         )
     raise TariffError("model", f"unknown pricing model {model!r}")
 
 
-def parse_decimal(value: Any, field: str, *, minimum: Decimal | None = Decimal(0)) -> Decimal:
-    """A finite decimal from a string; floats are refused so no binary rounding sneaks in."""
+def parse_decimal(
+    value: Any,
+    field: str,
+    *,
+    minimum: Decimal | None = Decimal(0),
+    below: Decimal = QUANTITY_LIMIT,
+    max_places: int = MAX_PLACES,
+) -> Decimal:
+    """A decimal in plain notation ("0.25") within bounds; floats and exotic spellings refused."""
     if not isinstance(value, str):
         raise TariffError(field, 'must be a decimal string, e.g. "0.25"')
-    try:
-        number = Decimal(value.strip())
-    except InvalidOperation:
-        raise TariffError(field, f"{value!r} is not a decimal number") from None
-    if not number.is_finite():
-        raise TariffError(field, "must be a finite number")
+    if not DECIMAL.match(value):
+        raise TariffError(field, f'{value[:40]!r} is not a decimal string such as "0.25"')
+    number = Decimal(value)
     if minimum is not None and number < minimum:
         raise TariffError(field, f"must be at least {minimum}")
+    if abs(number) >= below:
+        raise TariffError(field, f"must be below {below:,f}")
+    if len(value.partition(".")[2]) > max_places:
+        raise TariffError(field, f"at most {max_places} decimal places")
     return number
+
+
+def parse_price(value: Any, field: str) -> Decimal:
+    return parse_decimal(value, field, below=PRICE_LIMIT)
 
 
 def parse_tiers(raw: Any) -> tuple[Tier, ...]:
@@ -95,7 +113,7 @@ def parse_tiers(raw: Any) -> tuple[Tier, ...]:
         where = f"tiers[{index}]"
         if not isinstance(item, Mapping):
             raise TariffError(where, "must be an object with up_to and unit_price")
-        unit_price = parse_decimal(item.get("unit_price"), f"{where}.unit_price")
+        unit_price = parse_price(item.get("unit_price"), f"{where}.unit_price")
         last = index == len(raw) - 1
         if item.get("up_to") is None:
             if not last:
@@ -149,7 +167,7 @@ def _parse_band(item: Any, where: str) -> Band:
         days=frozenset(days),
         start=start,
         end=end,
-        unit_price=parse_decimal(item.get("unit_price"), f"{where}.unit_price"),
+        unit_price=parse_price(item.get("unit_price"), f"{where}.unit_price"),
     )
 
 

@@ -121,6 +121,8 @@ class DeviceConsumer(AsyncWebsocketConsumer):
         for error in frame.errors:
             await self._send(error.to_message())
         if not frame.readings:
+            if not frame.errors:  # an empty batch: nothing to rate, still answered
+                await self._send({"type": "ack", "ids": [], "duplicates": []})
             return
         ids = [reading.id for reading in frame.readings]
         if not self._window_open():

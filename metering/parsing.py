@@ -5,16 +5,23 @@ a `ReadingIn` or a `ReadingError` carrying one of the contract's error codes.
 """
 
 import json
+import re
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 MAX_ID_LENGTH = 64
-# Readings are stored as DECIMAL(30, 9): 21 integer digits, 9 decimals.
-MAX_INTEGER_DIGITS = 21
+# A reading's usage: below 10^15 (so usage times a price below 10^9 fits the
+# 24 integer digits of a money column), at most 9 decimals (stored exactly).
+MAX_INTEGER_DIGITS = 15
 MAX_DECIMAL_PLACES = 9
+# Plain notation only: ASCII digits, an optional fraction; no sign, exponent,
+# spaces or underscores, which Python's Decimal would otherwise accept.
+PLAIN_DECIMAL = re.compile(r"^[0-9]+(\.[0-9]+)?$")
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -31,8 +38,8 @@ class ReadingIn:
         return {
             "id": self.id,
             "ts": self.ts.isoformat(),
-            "quantity": None if self.quantity is None else str(self.quantity),
-            "value": None if self.value is None else str(self.value),
+            "quantity": None if self.quantity is None else f"{self.quantity:f}",
+            "value": None if self.value is None else f"{self.value:f}",
         }
 
     @classmethod
@@ -46,7 +53,7 @@ class ReadingIn:
         )
 
 
-@dataclass(frozen=True)
+@dataclass  # not frozen: Python sets __traceback__ on exceptions it raises
 class ReadingError(Exception):
     """One rejected reading (id None: the whole frame). Resending it will not help."""
 
@@ -75,6 +82,8 @@ def decode_json(text: str | bytes, *, max_bytes: int) -> Any:
         raise ReadingError(None, "too_large", f"frame is {size} bytes; the limit is {max_bytes}")
     try:
         return json.loads(text, parse_constant=_reject_constant)
+    except RecursionError:
+        raise ReadingError(None, "invalid_json", "frame nests JSON too deeply") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise ReadingError(None, "invalid_json", f"frame is not valid JSON: {exc}") from None
 
@@ -130,6 +139,10 @@ def parse_reading(item: Any, *, kind: str, now: datetime, max_future: timedelta)
         raise ReadingError(
             None, "invalid_reading", f"id must be a string of 1 to {MAX_ID_LENGTH} characters"
         )
+    # Control characters (NUL: PostgreSQL text cannot hold it) and lone
+    # surrogates (not UTF-8: msgpack cannot carry them) are refused.
+    if any(unicodedata.category(char) in ("Cc", "Cs") for char in reading_id):
+        raise ReadingError(None, "invalid_reading", "id must not contain control characters")
 
     def invalid(detail: str) -> ReadingError:
         return ReadingError(reading_id, "invalid_reading", detail)
@@ -159,6 +172,8 @@ def _parse_timestamp(raw: Any, invalid) -> datetime:
         raise invalid(f"ts {raw[:40]!r} is not an ISO 8601 timestamp") from None
     if ts.tzinfo is None or ts.utcoffset() is None:
         raise invalid("ts must include a UTC offset, e.g. 2026-11-23T18:30:00Z")
+    if ts < EARLIEST:
+        raise invalid("ts is before 2000-01-01: is the device's clock set?")
     return ts
 
 
@@ -168,19 +183,13 @@ def _parse_amount(item: dict, field: str, invalid) -> Decimal:
         raise invalid(f"{field} is required")
     if not isinstance(raw, str):
         raise invalid(f'{field} must be a decimal string, e.g. "0.125", not a JSON number')
-    try:
-        number = Decimal(raw.strip())
-    except InvalidOperation:
-        raise invalid(f"{field} must be a non-negative decimal string") from None
-    if not number.is_finite():
-        raise invalid(f"{field} must be a finite decimal")
-    if number < 0:
-        raise invalid(f"{field} must be a non-negative decimal")
-    _, digits, exponent = number.as_tuple()
-    if -exponent > MAX_DECIMAL_PLACES or len(digits) + exponent > MAX_INTEGER_DIGITS:
+    if not PLAIN_DECIMAL.match(raw):
+        raise invalid(f'{field} must be a non-negative decimal string such as "0.125"')
+    number = Decimal(raw)
+    whole, _, fraction = raw.partition(".")
+    if len(fraction) > MAX_DECIMAL_PLACES or len(whole.lstrip("0")) > MAX_INTEGER_DIGITS:
         raise invalid(
             f"{field} allows at most {MAX_INTEGER_DIGITS} digits before the point "
             f"and {MAX_DECIMAL_PLACES} after"
         )
-    # "1E+3" becomes 1000 so it is stored and echoed in plain notation.
-    return number.quantize(Decimal(1)) if exponent > 0 else number
+    return number

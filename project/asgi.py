@@ -10,8 +10,11 @@ django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
+from project.redaction import redact_daphne_access_log  # noqa: E402
 from routing.channels import channel_router  # noqa: E402
 from routing.websocket import websocket_urlpatterns  # noqa: E402
+
+redact_daphne_access_log()
 
 application = ProtocolTypeRouter(
     {

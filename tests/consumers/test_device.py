@@ -198,3 +198,12 @@ async def test_frames_beyond_the_in_flight_limit_get_busy(settings):
     await client.send_to(text_data=reading("f-3"))
     assert await client.receive_nothing(timeout=0.3)  # handed on, not refused
     await client.disconnect()
+
+
+async def test_an_empty_batch_is_answered_with_an_empty_ack():
+    _, token = await new_meter()
+    client = device(token)
+    await client.connect()
+    await client.send_to(text_data=json.dumps({"type": "batch", "readings": []}))
+    assert json.loads(await client.receive_from()) == {"type": "ack", "ids": [], "duplicates": []}
+    await client.disconnect()

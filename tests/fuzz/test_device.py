@@ -143,7 +143,6 @@ def assert_contract_answer(answer: dict) -> None:
     if kind == "ack":
         assert set(answer) == {"type", "ids", "duplicates"}
         assert all(isinstance(i, str) for i in answer["ids"] + answer["duplicates"])
-        assert answer["ids"] or answer["duplicates"]
     elif kind == "error":
         assert set(answer) == {"type", "id", "code", "detail"}
         assert answer["code"] in CONTRACT_CODES, answer
@@ -151,17 +150,6 @@ def assert_contract_answer(answer: dict) -> None:
         assert isinstance(answer["ids"], list) and answer["retry_after_ms"] > 0
     else:
         raise AssertionError(f"not a contract answer: {answer}")
-
-
-def is_empty_batch(frame: str | bytes) -> bool:
-    """The one frame with nothing to answer: a batch of no readings."""
-    try:
-        message = json.loads(frame)
-    except (ValueError, RecursionError):
-        return False
-    return (
-        isinstance(message, dict) and message.get("type") == "batch" and message["readings"] == []
-    )
 
 
 async def assert_charged_exactly_the_acked(meter, session: Device) -> dict[str, Decimal]:
@@ -182,7 +170,7 @@ async def test_any_frame_is_answered_and_nothing_refused_is_charged(sent):
     async with Device(token) as session:
         for frame in sent:
             answers = await session.exchange(frame)
-            assert answers.all or is_empty_batch(frame), f"no answer to {frame!r}"
+            assert answers.all, f"no answer to {frame!r}"  # an empty batch too: an empty ack
             assert not answers.of_type("busy")
     await assert_charged_exactly_the_acked(meter, session)
 
@@ -204,6 +192,9 @@ class Oracle:
             assert [(a["type"], a["id"], a["code"]) for a in answers.all] == [
                 ("error", None, frame_error)
             ], spec
+            return
+        if not spec.readings():  # an empty batch: one empty ack, nothing else
+            assert answers.all == [{"type": "ack", "ids": [], "duplicates": []}], answers
             return
         refusals = [a for a in answers.direct if a["type"] == "error"]
         assert len(refusals) == len(answers.direct), answers
@@ -295,12 +286,6 @@ async def test_cumulative_meter_verdicts_match_the_oracle(specs):
     await run_against_oracle(specs, "cumulative")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="billing/services.py _drop_duplicates marks the second reading of an id as a "
-    "duplicate before the first is rated; when the first is then refused "
-    "(register_decreased), the device hears 'duplicates' for an id never recorded",
-)
 async def test_an_id_refused_in_a_frame_is_not_a_duplicate_later_in_it():
     await get_channel_layer().flush()
     meter, token = await new_meter("cumulative")
@@ -328,21 +313,11 @@ async def answers_to(frame: str) -> Answers:
         return await session.exchange(frame)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="RecursionError from json.loads escapes parse_frame (metering/parsing.py "
-    "decode_json): the consumer dies instead of answering invalid_json",
-)
 async def test_deeply_nested_json_is_answered_on_an_open_connection():
     answers = await answers_to("[" * 50_000 + "]" * 50_000)
     assert [(a["type"], a["id"]) for a in answers.all] == [("error", None)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an id with a lone surrogate escape ('\\ud800') passes parse_reading, then msgpack "
-    "cannot encode it in channel_layer.send: UnicodeEncodeError kills the consumer",
-)
 async def test_an_id_with_a_lone_surrogate_escape_is_answered():
     ts = timezone.now().isoformat()
     frame = json.dumps({"type": "reading", "id": "ID", "ts": ts, "quantity": "1"})
@@ -350,12 +325,6 @@ async def test_an_id_with_a_lone_surrogate_escape_is_answered():
     assert [a["type"] for a in answers.all] in (["error"], ["ack"])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a timestamp in year 1 passes parse_reading, then billing/periods.py "
-    "calendar_bounds overflows (OverflowError: date value out of range) and the worker "
-    "answers busy: the device is told to resend a reading that can never be rated",
-)
 @pytest.mark.parametrize("ts", ["0001-01-01T00:00:00Z", "0001-01-01T12:00:00+05:00"])
 async def test_a_timestamp_in_year_one_is_not_busy_forever(ts):
     answers = await answers_to(

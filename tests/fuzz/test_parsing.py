@@ -127,11 +127,6 @@ def test_the_future_limit_is_five_minutes_exactly():
 DEEP = "[" * 50_000 + "]" * 50_000  # 100 KB: well under the 256 KiB frame limit
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="metering/parsing.py decode_json catches ValueError only: json.loads raises "
-    "RecursionError on JSON nested ~1000+ deep, which escapes as a non-ReadingError",
-)
 @pytest.mark.parametrize("frame", [DEEP, '{"type": "batch", "readings": ' + DEEP + "}"])
 def test_deeply_nested_json_is_a_reading_error(frame):
     with pytest.raises(ReadingError) as refused:

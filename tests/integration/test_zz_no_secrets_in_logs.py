@@ -10,7 +10,7 @@ def test_no_secret_in_any_log(stack):
     p = stack.provision()
     stack.api("GET", "/healthz")
     stack.api("GET", f"/api/v1/accounts/{p.account}/?token={p.token}", token=p.token)
-    assert len(stack.secrets) > 10
+    assert len(stack.secrets) >= 2
     for log in stack.log_files():
         text = log.read_text(errors="replace")
         leaked = [secret[:12] for secret in stack.secrets if secret in text]

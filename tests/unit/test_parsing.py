@@ -94,12 +94,48 @@ def test_reading_ids_are_1_to_64_characters(bad_id):
 def test_cumulative_meters_take_values():
     frame = parse(reading(quantity=None) | {"value": "10452.375"}, kind="cumulative")
     assert frame.errors == []
-    frame = parse(
-        {"type": "reading", "id": "c", "ts": "2026-11-23T18:30:00Z", "value": "1E+3"},
-        kind="cumulative",
-    )
-    assert frame.readings[0].value == Decimal("1000")
-    assert frame.readings[0].to_wire()["value"] == "1000"
+    assert frame.readings[0].value == Decimal("10452.375")
+
+
+@pytest.mark.parametrize(
+    "quantity",
+    [
+        "1E+3",
+        "+1",
+        "-0",
+        " 1",
+        "1_000",
+        "\u0661\u0662",
+        "\uff11",
+        ".5",
+        "5.",
+        "0x10",
+        "1000000000000000",
+    ],
+)
+def test_quantities_are_plain_ascii_decimals_below_10_to_the_15(quantity):
+    assert [e.code for e in parse(reading(quantity=quantity)).errors] == ["invalid_reading"]
+
+
+def test_the_largest_quantity_is_accepted():
+    assert parse(reading(quantity="999999999999999.999999999")).readings
+
+
+@pytest.mark.parametrize("bad_id", [r"a\u0000b", r"tab\there", r"\ud800"])
+def test_ids_with_control_characters_or_lone_surrogates_are_refused(bad_id):
+    text = json.dumps(reading()).replace('"r-1"', f'"{bad_id}"')
+    assert [(e.id, e.code) for e in parse(text).errors] == [(None, "invalid_reading")]
+
+
+def test_timestamps_before_2000_are_refused():
+    frame = parse(reading(ts="0001-01-01T00:00:00Z"))
+    assert [e.code for e in frame.errors] == ["invalid_reading"]
+
+
+def test_deep_nesting_is_invalid_json_not_a_crash():
+    with pytest.raises(ReadingError) as caught:
+        parse("[" * 50000 + "]" * 50000)
+    assert caught.value.code == "invalid_json"
 
 
 def test_wire_format_round_trips_in_strings():
