@@ -16,6 +16,7 @@ from django.utils import timezone
 from billing.account_services import operator_keys_revoke
 from billing.models import (
     Account,
+    AccountMember,
     Charge,
     Invoice,
     InvoiceLine,
@@ -64,6 +65,15 @@ class AccountAdmin(CreatedThroughApiMixin, admin.ModelAdmin):
         "closed_until",
         "created_at",
     ]
+
+
+@admin.register(AccountMember)
+class AccountMemberAdmin(admin.ModelAdmin):
+    """Who may sign in to an account's dashboard; staff users see every account anyway."""
+
+    list_display = ["user", "account", "created_at"]
+    search_fields = ["user__username", "=account__id", "account__name"]
+    raw_id_fields = ["user", "account"]
 
 
 @admin.register(Tariff)

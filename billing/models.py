@@ -3,6 +3,7 @@
 from decimal import Decimal
 from functools import partial
 
+from django.conf import settings
 from django.db import models
 
 from billing.fields import ExactDecimalField
@@ -172,3 +173,21 @@ class InvoiceLine(models.Model):
 
     class Meta:
         ordering = ["invoice", "position"]
+
+
+class AccountMember(models.Model):
+    """A user who may sign in and watch the account's dashboard (staff see every account)."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
+    )
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="members")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "account"], name="one_membership_per_user")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.account_id}"

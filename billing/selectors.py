@@ -6,7 +6,7 @@ from decimal import Decimal
 
 from django.db.models import QuerySet
 
-from billing.models import Account, Charge, MeterPeriodUsage
+from billing.models import Account, AccountMember, Charge, MeterPeriodUsage
 from billing.periods import period_bounds
 
 
@@ -76,3 +76,20 @@ def charge_list(
     if after_id is not None:
         charges = charges.filter(id__gt=after_id)
     return charges
+
+
+def account_list_for_user(*, user) -> QuerySet[Account]:
+    """The accounts a signed-in user may watch: all of them for staff, else their memberships."""
+    accounts = Account.objects.order_by("name", "id")
+    if user.is_staff or user.is_superuser:
+        return accounts
+    return accounts.filter(members__user=user)
+
+
+def account_user_allowed(*, user, account_id: str) -> bool:
+    """Whether `user` (authenticated or not) may watch the account's dashboard."""
+    if not user.is_authenticated or not user.is_active:
+        return False
+    if user.is_staff or user.is_superuser:
+        return True
+    return AccountMember.objects.filter(user=user, account_id=account_id).exists()

