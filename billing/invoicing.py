@@ -10,20 +10,23 @@ second closer finds `closed_until` past the period and the invoice made.
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.db import transaction
 from django.db.models import Min, Q
 from django.utils import timezone
 
-from billing.models import Account, Invoice, InvoiceLine, MeterPeriodUsage, Tariff
+from billing.models import Account, Invoice, InvoiceLine, MeterPeriodUsage
 from billing.money import round_minor
 from billing.periods import period_bounds
-from metering.models import Meter, MeterTariff
+from metering.models import Meter
+from metering.selectors import meter_tariff_at
 
 logger = logging.getLogger(__name__)
 
+# The last moment of a period [start, end).
+LAST_MOMENT = timedelta(microseconds=1)
 # A runaway guard: an account never closes more periods than this in one run.
 MAX_PERIODS_PER_RUN = 1000
 
@@ -158,7 +161,8 @@ def _lines(account: Account, *, start: datetime, end: datetime) -> list[_Line]:
         usage = usages.get(meter.id)
         if usage is None and not meter.active:
             continue
-        tariff = _tariff_at_end(meter, end)
+        # The tariff in force at the period's last moment sets its fee and minimum.
+        tariff = meter_tariff_at(meter=meter, at=end - LAST_MOMENT)
         amount = round_minor(usage.amount, account.currency) if usage else Decimal(0)
         if usage is not None:
             description = f"{meter.name}: {usage.usage.normalize():f} {tariff.unit} ({tariff.name})"
@@ -174,10 +178,3 @@ def _lines(account: Account, *, start: datetime, end: datetime) -> list[_Line]:
                 _Line(InvoiceLine.Kind.MINIMUM, meter, description, Decimal(1), minimum - amount)
             )
     return lines
-
-
-def _tariff_at_end(meter: Meter, end: datetime) -> Tariff:
-    """The tariff in force at the period's last moment sets its fixed fee and minimum."""
-    history = MeterTariff.objects.filter(meter=meter).select_related("tariff")
-    latest = history.filter(effective_from__lt=end).order_by("-effective_from", "-id").first()
-    return (latest or history.order_by("effective_from", "id").first()).tariff

@@ -1,6 +1,6 @@
 """Rating: a frame of checked readings becomes committed charges, exactly once.
 
-One transaction per frame: lock the meter, drop readings already recorded
+One transaction per frame: lock the account and the meter, drop readings already recorded
 (the `(meter, reading id)` idempotency key), rate the rest against the tariff
 in force at their timestamps, save readings, charges and running totals.
 Dashboards hear of it only after the commit.

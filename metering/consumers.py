@@ -22,7 +22,7 @@ from django.utils import timezone
 from billing.events import account_group, meter_group
 from metering.connections import meter_connection_close, meter_connection_open
 from metering.ordering import EventOrder
-from metering.parsing import ReadingError, parse_frame
+from metering.parsing import BUSY_RETRY_MS, ReadingError, parse_frame
 from metering.selectors import (
     Access,
     account_snapshot,
@@ -38,7 +38,6 @@ CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
 # A newer connection of the same meter took over (Meterline's extension).
 CLOSE_REPLACED = 4409
-BUSY_RETRY_MS = 500
 # A frame unanswered this long was lost by the channel layer (its expiry is 60 s).
 IN_FLIGHT_EXPIRY_SECONDS = 60
 # What the channel layer raises when Redis is unreachable.

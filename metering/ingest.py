@@ -15,8 +15,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from billing.services import readings_rate
-from metering.consumers import BUSY_RETRY_MS
-from metering.parsing import ReadingError, batch_items, decode_json, parse_readings
+from metering.parsing import BUSY_RETRY_MS, ReadingError, batch_items, decode_json, parse_readings
 from metering.selectors import meter_for_token
 
 logger = logging.getLogger(__name__)

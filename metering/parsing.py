@@ -14,6 +14,8 @@ from decimal import Decimal
 from typing import Any
 
 MAX_ID_LENGTH = 64
+# How long a device told `busy` waits before resending.
+BUSY_RETRY_MS = 500
 # A reading's usage: below 10^15 (so usage times a price below 10^9 fits the
 # 24 integer digits of a money column), at most 9 decimals (stored exactly).
 MAX_INTEGER_DIGITS = 15

@@ -9,7 +9,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from billing.keys import secret_hash
-from billing.models import Account, DashboardKey, OperatorKey
+from billing.models import Account, DashboardKey, OperatorKey, Tariff
 from billing.money import format_amount, format_quantity
 from billing.periods import isoformat
 from billing.selectors import account_usage, account_user_allowed
@@ -103,11 +103,10 @@ def account_snapshot(*, account_id: str) -> dict[str, Any]:
     }
 
 
-def meter_tariff_id(*, meter: Meter, at: datetime) -> str | None:
-    """The id of the tariff the meter is rated on at `at` (None before its first assignment)."""
-    return (
-        meter.tariff_history.filter(effective_from__lte=at)
-        .order_by("-effective_from", "-id")
-        .values_list("tariff_id", flat=True)
-        .first()
-    )
+def meter_tariff_at(*, meter: Meter, at: datetime) -> Tariff:
+    """The tariff in force at `at`: the latest assigned by then, else the first
+    (a reading dated before its meter existed is rated on the first). The
+    rating service applies the same rule to a frame's preloaded history."""
+    history = meter.tariff_history.select_related("tariff")
+    latest = history.filter(effective_from__lte=at).order_by("-effective_from", "-id").first()
+    return (latest or history.order_by("effective_from", "id").first()).tariff

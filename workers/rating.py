@@ -13,11 +13,9 @@ from channels.consumer import SyncConsumer
 from channels.layers import get_channel_layer
 
 from billing.services import readings_rate
-from metering.parsing import ReadingIn
+from metering.parsing import BUSY_RETRY_MS, ReadingIn
 
 logger = logging.getLogger(__name__)
-
-RETRY_AFTER_MS = 500
 
 
 class RatingConsumer(SyncConsumer):
@@ -33,7 +31,7 @@ class RatingConsumer(SyncConsumer):
             result = readings_rate(meter_id=message["meter"], readings=readings)
         except Exception:
             logger.exception("rating a frame of %d readings failed; answering busy", len(ids))
-            busy = {"type": "rating.busy", "ids": ids, "retry_after_ms": RETRY_AFTER_MS}
+            busy = {"type": "rating.busy", "ids": ids, "retry_after_ms": BUSY_RETRY_MS}
             self._reply(reply_to, busy | {"frame": message.get("frame")})
             return
         self._reply(

@@ -9,7 +9,7 @@ from billing.api.fields import DecimalStringField
 from billing.models import QUANTITY, Account, Tariff
 from billing.periods import isoformat
 from metering.models import Meter
-from metering.selectors import meter_tariff_id
+from metering.selectors import meter_tariff_at
 
 
 class MeterCreateInput(serializers.Serializer):
@@ -47,7 +47,7 @@ def meter_out(meter: Meter) -> dict[str, Any]:
     return {
         "id": meter.id,
         "account": meter.account_id,
-        "tariff": meter_tariff_id(meter=meter, at=timezone.now()),
+        "tariff": meter_tariff_at(meter=meter, at=timezone.now()).id,
         "name": meter.name,
         "kind": meter.kind,
         "rollover_at": None if meter.rollover_at is None else f"{meter.rollover_at.normalize():f}",
