@@ -23,12 +23,10 @@ def meter_group(meter_id: str) -> str:
 
 
 def dashboard_publish(*, account_id: str, events: list[dict[str, Any]]) -> None:
-    """Send each event to the account's dashboards (sync callers: workers, views)."""
-    layer = get_channel_layer()
-    for event in events:
-        try:
-            async_to_sync(layer.group_send)(
-                account_group(account_id), {"type": "dashboard.event", "event": event}
-            )
-        except Exception:
-            logger.exception("dashboard event for account %s was not published", account_id)
+    """Send the events to the account's dashboards in one message (sync callers: workers, views)."""
+    try:
+        async_to_sync(get_channel_layer().group_send)(
+            account_group(account_id), {"type": "dashboard.events", "events": events}
+        )
+    except Exception:
+        logger.exception("dashboard events for account %s were not published", account_id)

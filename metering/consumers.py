@@ -1,7 +1,8 @@
 """WebSocket consumers: devices stream readings in, dashboards watch charges come out.
 
-They parse and authenticate only. Rating happens in the `rating` workers;
-a device hears `ack` once the worker has committed the frame's charges.
+They parse and authenticate only. Rating happens in the `rating` workers,
+to which frames travel in batches (metering/batching.py); a device hears
+`ack` once the worker has committed the frame's charges.
 """
 
 import asyncio
@@ -9,9 +10,9 @@ import json
 import logging
 import time
 from datetime import timedelta
+from functools import partial
 from urllib.parse import parse_qs, urlparse
 
-import redis
 from channels.db import database_sync_to_async
 from channels.exceptions import ChannelFull
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -20,6 +21,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from billing.events import account_group, meter_group
+from metering.batching import LAYER_ERRORS, frame_batcher
 from metering.connections import meter_connection_close, meter_connection_open
 from metering.ordering import EventOrder
 from metering.parsing import BUSY_RETRY_MS, ReadingError, parse_frame
@@ -30,7 +32,6 @@ from metering.selectors import (
     dashboard_session_access,
     meter_for_token,
 )
-from routing.channels import RATING_CHANNEL
 
 logger = logging.getLogger(__name__)
 
@@ -40,8 +41,6 @@ CLOSE_FORBIDDEN = 4403
 CLOSE_REPLACED = 4409
 # A frame unanswered this long was lost by the channel layer (its expiry is 60 s).
 IN_FLIGHT_EXPIRY_SECONDS = 60
-# What the channel layer raises when Redis is unreachable.
-LAYER_ERRORS = (redis.RedisError, OSError)
 # How long a dashboard holds events back waiting for a missing earlier one.
 GAP_PATIENCE_SECONDS = 0.5
 
@@ -148,23 +147,13 @@ class DeviceConsumer(AsyncWebsocketConsumer):
             await self._send_busy(ids)
             return
         self.frames_sent += 1
-        message = {
-            "type": "rate.readings",
-            "meter": self.meter.id,
-            "reply_to": self.channel_name,
-            "frame": self.frames_sent,
-            "readings": [reading.to_wire() for reading in frame.readings],
-        }
-        try:
-            await self.channel_layer.send(RATING_CHANNEL, message)
-        except ChannelFull:
-            await self._send_busy(ids)
-            return
-        except LAYER_ERRORS:
-            logger.warning("could not hand a frame to the rating workers", exc_info=True)
-            await self._send_busy(ids)
-            return
-        self.in_flight[self.frames_sent] = time.monotonic()
+        number = self.frames_sent
+        self.in_flight[number] = time.monotonic()
+        frame_batcher(self.channel_layer).submit(
+            self.meter.id,
+            [reading.to_wire() for reading in frame.readings],
+            partial(self._frame_answered, number, ids),
+        )
 
     def _window_open(self) -> bool:
         expired = time.monotonic() - IN_FLIGHT_EXPIRY_SECONDS
@@ -173,22 +162,22 @@ class DeviceConsumer(AsyncWebsocketConsumer):
                 del self.in_flight[frame]
         return len(self.in_flight) < settings.METERLINE_MAX_IN_FLIGHT
 
-    # --- messages from workers and the operator API ---------------------------
-
-    async def rating_result(self, message):
-        self.in_flight.pop(message.get("frame"), None)
-        if message["ids"] or message["duplicates"]:
+    async def _frame_answered(self, number: int, ids: list[str], answer: dict) -> None:
+        """A rating worker's answer to frame `number` (metering/batching.py)."""
+        self.in_flight.pop(number, None)
+        if self.meter is None:  # the device has gone; it resends on its next connection
+            return
+        if answer.get("busy"):
+            await self._send_busy(ids)
+            return
+        if answer["ids"] or answer["duplicates"]:
             await self._send(
-                {"type": "ack", "ids": message["ids"], "duplicates": message["duplicates"]}
+                {"type": "ack", "ids": answer["ids"], "duplicates": answer["duplicates"]}
             )
-        for error in message["errors"]:
+        for error in answer["errors"]:
             await self._send(error)
 
-    async def rating_busy(self, message):
-        self.in_flight.pop(message.get("frame"), None)
-        await self._send(
-            {"type": "busy", "ids": message["ids"], "retry_after_ms": message["retry_after_ms"]}
-        )
+    # --- messages from the operator API and other connections -----------------
 
     async def meter_close(self, message):
         await self.close(code=message["code"])
@@ -212,7 +201,7 @@ class DeviceConsumer(AsyncWebsocketConsumer):
         meter = meter or self.meter
         event = {"type": "meter_status", "meter": meter.id, "online": online}
         await self.channel_layer.group_send(
-            account_group(meter.account_id), {"type": "dashboard.event", "event": event}
+            account_group(meter.account_id), {"type": "dashboard.events", "events": [event]}
         )
 
 
@@ -258,13 +247,13 @@ class DashboardConsumer(AsyncWebsocketConsumer):
     async def receive(self, text_data=None, bytes_data=None):
         """Dashboards only listen."""
 
-    async def dashboard_event(self, message):
-        event = message["event"]
-        if "seq" not in event or self.order is None:  # meter status: not numbered
-            await self._send(event)
-            return
-        for ready in self.order.accept(event["seq"], event):
-            await self._send(ready)
+    async def dashboard_events(self, message):
+        for event in message["events"]:
+            if "seq" not in event or self.order is None:  # meter status: not numbered
+                await self._send(event)
+                continue
+            for ready in self.order.accept(event["seq"], event):
+                await self._send(ready)
         self._wait_out_gap()
 
     async def dashboard_gap(self, message):

@@ -130,6 +130,9 @@ METERLINE_MAX_BATCH = 1000
 METERLINE_MAX_FUTURE_SECONDS = 300
 # Frames one connection may have with the rating workers at once; more get `busy`.
 METERLINE_MAX_IN_FLIGHT = env_int("METERLINE_MAX_IN_FLIGHT", 32)
+# Batches of frames a web process keeps with the rating workers at once
+# (metering/batching.py); frames arriving meanwhile wait for the next batch.
+METERLINE_BATCHES_IN_FLIGHT = env_int("METERLINE_BATCHES_IN_FLIGHT", 2)
 # A worker counts as alive in /healthz when its heartbeat is this recent.
 METERLINE_WORKER_TTL_SECONDS = 15
 METERLINE_WORKER_HEARTBEAT_SECONDS = 5

@@ -1,48 +1,51 @@
 """The rating worker: `manage.py runworker rating` runs this SyncConsumer.
 
-It decodes a frame of readings, hands it to the rating service, and answers
-the device's connection only once the service's transaction has committed.
+A message is a batch of device frames from one web process
+(metering/batching.py). The worker rates the batch in one transaction and
+answers it with one message, only once that transaction has committed.
 Whatever goes wrong, it answers `busy` (nothing recorded, resend) rather than
 raising: an exception would end runworker and drop every message it holds.
 """
 
 import logging
+from typing import Any
 
 from asgiref.sync import async_to_sync
 from channels.consumer import SyncConsumer
 from channels.layers import get_channel_layer
 
-from billing.services import readings_rate
-from metering.parsing import BUSY_RETRY_MS, ReadingIn
+from billing.services import FrameIn, RatingResult, frames_rate
+from metering.parsing import ReadingIn
 
 logger = logging.getLogger(__name__)
 
 
 class RatingConsumer(SyncConsumer):
-    # No channel of its own: it only answers on the devices' channels, and an
-    # unused receive on Redis would end the consumer during a Redis outage.
+    # No channel of its own: it only answers on the web processes' channels, and
+    # an unused receive on Redis would end the consumer during a Redis outage.
     channel_layer_alias = None
 
-    def rate_readings(self, message: dict) -> None:
-        reply_to = message.get("reply_to")
-        ids = [reading.get("id") for reading in message.get("readings", [])]
+    def rate_batch(self, message: dict) -> None:
+        frames = message.get("frames", [])
         try:
-            readings = [ReadingIn.from_wire(reading) for reading in message["readings"]]
-            result = readings_rate(meter_id=message["meter"], readings=readings)
+            answers = _rate(frames)
         except Exception:
-            logger.exception("rating a frame of %d readings failed; answering busy", len(ids))
-            busy = {"type": "rating.busy", "ids": ids, "retry_after_ms": BUSY_RETRY_MS}
-            self._reply(reply_to, busy | {"frame": message.get("frame")})
-            return
+            # One frame's trouble must not hold up the others: try each alone.
+            logger.exception(
+                "rating a batch of %d frames failed; rating them one by one", len(frames)
+            )
+            answers = []
+            for frame in frames:
+                try:
+                    answers += _rate([frame])
+                except Exception:
+                    logger.exception(
+                        "rating a frame of meter %s failed; answering busy", frame.get("meter")
+                    )
+                    answers.append({"key": frame.get("key"), "busy": True})
         self._reply(
-            reply_to,
-            {
-                "type": "rating.result",
-                "frame": message.get("frame"),
-                "ids": result.ids,
-                "duplicates": result.duplicates,
-                "errors": [error.to_message() for error in result.errors],
-            },
+            message.get("reply_to"),
+            {"type": "rating.answers", "batch": message.get("batch"), "answers": answers},
         )
 
     def _reply(self, reply_to: str | None, message: dict) -> None:
@@ -51,5 +54,24 @@ class RatingConsumer(SyncConsumer):
         try:
             async_to_sync(get_channel_layer().send)(reply_to, message)
         except Exception:
-            # The charges are committed; the device resends and hears "duplicates".
+            # The charges are committed; the devices resend and hear "duplicates".
             logger.warning("could not answer %s", reply_to, exc_info=True)
+
+
+def _rate(frames: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rate frames in wire form in one transaction; their answers, in order."""
+    parsed = [
+        FrameIn(frame["meter"], [ReadingIn.from_wire(reading) for reading in frame["readings"]])
+        for frame in frames
+    ]
+    results = frames_rate(parsed).frames
+    return [_answer(frame["key"], result) for frame, result in zip(frames, results, strict=True)]
+
+
+def _answer(key: int, result: RatingResult) -> dict[str, Any]:
+    return {
+        "key": key,
+        "ids": result.ids,
+        "duplicates": result.duplicates,
+        "errors": [error.to_message() for error in result.errors],
+    }

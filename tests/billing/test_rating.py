@@ -7,7 +7,7 @@ import pytest
 from django.utils import timezone
 
 from billing.models import Charge, MeterPeriodUsage
-from billing.services import readings_rate
+from billing.services import FrameIn, frames_rate, readings_rate
 from metering.models import MeterTariff, Reading
 from metering.parsing import ReadingIn
 from tests.factories import make_account, make_meter, make_tariff
@@ -52,11 +52,11 @@ def test_a_reading_twice_in_one_frame_counts_once(account):
 def test_graduated_split_and_running_totals(account):
     meter, _ = make_meter(account, make_tariff("graduated"))
     readings_rate(meter_id=meter.id, readings=[delta("a", "90")])
-    result = readings_rate(meter_id=meter.id, readings=[delta("b", "20")])
+    batch = frames_rate([FrameIn(meter.id, [delta("b", "20")])])
     assert Charge.objects.get(reading__reading_id="b").amount == D("5.500000")
     period = MeterPeriodUsage.objects.get(meter=meter)
     assert (period.usage, period.amount) == (D("110"), D("32.500000"))
-    [event] = result.events
+    [event] = batch.events[account.id]
     assert event["meter_usage"] == "110"
     assert event["amount"] == "5.500000"
     assert event["period_total"] == "32.500000"
@@ -67,9 +67,10 @@ def test_period_total_counts_every_meter_of_the_account(account):
     first, _ = make_meter(account, tariff)
     second, _ = make_meter(account, tariff)
     readings_rate(meter_id=first.id, readings=[delta("a", "10")])
-    result = readings_rate(meter_id=second.id, readings=[delta("a", "1")])
-    assert result.events[0]["period_total"] == "3.300000"
-    assert result.events[0]["reading_ids"] == ["a"]
+    batch = frames_rate([FrameIn(second.id, [delta("a", "1")])])
+    [event] = batch.events[account.id]
+    assert event["period_total"] == "3.300000"
+    assert event["reading_ids"] == ["a"]
 
 
 def test_dashboards_hear_only_after_commit(account, django_capture_on_commit_callbacks):
@@ -160,11 +161,11 @@ def test_volume_tiers_charge_a_correction_when_usage_crosses_into_a_cheaper_tier
     tiers = [{"up_to": "100", "unit_price": "0.30"}, {"up_to": None, "unit_price": "0.25"}]
     meter, _ = make_meter(account, make_tariff("volume", tiers=tiers))
     readings_rate(meter_id=meter.id, readings=[delta("a", "90")])
-    result = readings_rate(meter_id=meter.id, readings=[delta("b", "20")])
+    batch = frames_rate([FrameIn(meter.id, [delta("b", "20")])])
     charge = Charge.objects.get(reading__reading_id="b")
     assert charge.amount == D("0.500000")  # 110 x 0.25 - 90 x 0.30
     assert [line["amount"] for line in charge.lines] == ["5.000000", "-4.500000"]
-    assert result.events[0]["period_total"] == "27.500000"
+    assert batch.events[account.id][0]["period_total"] == "27.500000"
 
 
 def test_time_of_use_prices_by_the_local_time_of_the_reading(account):

@@ -1,0 +1,167 @@
+"""Coalescing: the device frames of one web process travel to the rating workers in batches.
+
+A channel message costs about 0.5 ms on channels-redis here, and a database
+transaction a millisecond or more, whatever their size. So a web process
+does not send each frame on its own. It keeps at most
+`METERLINE_BATCHES_IN_FLIGHT` batches with the workers; frames that arrive
+meanwhile wait and go together in the next batch as soon as a batch is
+answered (group commit). An idle system sends a lone frame at once; a busy
+one sends larger batches, never more messages.
+
+A worker answers a batch with one message on this process's own channel,
+and the answers are handed to the device connections here. A batch whose
+answer never comes (the layer lost it, or its worker died) frees its place
+after `BATCH_EXPIRY_SECONDS`; its devices hear nothing and resend, which the
+`(meter, reading id)` key makes safe.
+"""
+
+import asyncio
+import itertools
+import logging
+import weakref
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+from channels.exceptions import ChannelFull
+from channels.layers import BaseChannelLayer
+from django.conf import settings
+
+from routing.channels import RATING_CHANNEL
+
+logger = logging.getLogger(__name__)
+
+# What the channel layer raises when Redis is unreachable.
+LAYER_ERRORS = (redis.RedisError, OSError)
+# A batch unanswered this long is taken as lost and its place freed.
+BATCH_EXPIRY_SECONDS = 10.0
+# Readings in one batch message at most (a frame is never split).
+MAX_BATCH_READINGS = 5000
+
+# Called with a frame's answer: {"ids", "duplicates", "errors"} or {"busy": ids}.
+Answer = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+@dataclass
+class _Frame:
+    key: int
+    meter_id: str
+    readings: list[dict[str, Any]]
+    answer: Answer
+
+
+class FrameBatcher:
+    """One per web process (and channel layer): see the module docstring."""
+
+    def __init__(self, layer: BaseChannelLayer):
+        self.layer = layer
+        self.keys = itertools.count(1)
+        self.waiting: list[_Frame] = []  # not yet sent
+        self.sent: dict[int, list[_Frame]] = {}  # batch number -> its frames, unanswered
+        self.answers_channel: str | None = None
+        self._listener: asyncio.Task | None = None
+        self._flush_scheduled = False
+        self._tasks: set[asyncio.Future] = set()  # held, so the loop does not drop them
+        # Answers handled after their batch expired: observed, not acted on.
+        self.late_answers = 0
+
+    def submit(self, meter_id: str, readings: list[dict[str, Any]], answer: Answer) -> None:
+        """Queue a frame (readings in wire form); `answer` is awaited with its outcome."""
+        self.waiting.append(_Frame(next(self.keys), meter_id, readings, answer))
+        if not self._flush_scheduled:
+            # After the frames already readable in this turn of the loop have queued too.
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush_later)
+
+    def _flush_later(self) -> None:
+        self._flush_scheduled = False
+        self._spawn(self.flush())
+
+    def _spawn(self, coroutine) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def flush(self) -> None:
+        """Send waiting frames while there are free places for batches."""
+        if self.answers_channel is None:
+            channel = await self.layer.new_channel()
+            if self.answers_channel is None:  # not set by a flush running meanwhile
+                self.answers_channel = channel
+                self._listener = asyncio.ensure_future(self._listen())
+        while self.waiting and len(self.sent) < settings.METERLINE_BATCHES_IN_FLIGHT:
+            frames = self._take_batch()
+            batch = next(self.keys)
+            self.sent[batch] = frames
+            message = {
+                "type": "rate.batch",
+                "reply_to": self.answers_channel,
+                "batch": batch,
+                "frames": [
+                    {"key": f.key, "meter": f.meter_id, "readings": f.readings} for f in frames
+                ],
+            }
+            try:
+                await self.layer.send(RATING_CHANNEL, message)
+            except (ChannelFull, *LAYER_ERRORS) as error:
+                if not isinstance(error, ChannelFull):
+                    logger.warning("could not hand a batch to the rating workers", exc_info=True)
+                del self.sent[batch]
+                await self._answer_all(frames, {"busy": True})
+                continue
+            asyncio.get_running_loop().call_later(BATCH_EXPIRY_SECONDS, self._expire, batch)
+
+    def _take_batch(self) -> list[_Frame]:
+        frames, readings = [], 0
+        while self.waiting:
+            size = len(self.waiting[0].readings)
+            if frames and readings + size > MAX_BATCH_READINGS:
+                break
+            frames.append(self.waiting.pop(0))
+            readings += size
+        return frames
+
+    def _expire(self, batch: int) -> None:
+        if self.sent.pop(batch, None) is not None:
+            logger.warning("rating batch %d unanswered after %.0f s", batch, BATCH_EXPIRY_SECONDS)
+            self._spawn(self.flush())
+
+    async def _listen(self) -> None:
+        while True:
+            try:
+                message = await self.layer.receive(self.answers_channel)
+            except Exception:
+                logger.warning("receiving rating answers failed; retrying", exc_info=True)
+                await asyncio.sleep(0.5)
+                continue
+            frames = self.sent.pop(message.get("batch"), None)
+            if frames is None:
+                self.late_answers += 1
+                continue
+            answers = {answer["key"]: answer for answer in message["answers"]}
+            await self.flush()  # the place just freed goes to the frames waiting
+            for frame in frames:
+                await self._answer(frame, answers.get(frame.key, {"busy": True}))
+
+    async def _answer_all(self, frames: list[_Frame], answer: dict[str, Any]) -> None:
+        for frame in frames:
+            await self._answer(frame, answer)
+
+    async def _answer(self, frame: _Frame, answer: dict[str, Any]) -> None:
+        try:
+            await frame.answer(answer)
+        except Exception:
+            logger.exception("answering a device frame failed")
+
+
+# Per event loop, per layer: a test may run several of each.
+_batchers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def frame_batcher(layer: BaseChannelLayer) -> FrameBatcher:
+    """This event loop's batcher for the layer."""
+    per_layer = _batchers.setdefault(asyncio.get_running_loop(), weakref.WeakKeyDictionary())
+    if layer not in per_layer:
+        per_layer[layer] = FrameBatcher(layer)
+    return per_layer[layer]
