@@ -1,8 +1,10 @@
-"""Inserting many rows fast: COPY on PostgreSQL, `bulk_create` elsewhere.
+"""Writing many rows fast on PostgreSQL; the ORM's bulk methods elsewhere (SQLite).
 
 The ORM's `bulk_create` costs about 70 µs of Python a row here (model
 instances, per-value adaptation, a multi-row INSERT), which alone would cap
-rating at a few thousand readings a second. COPY takes plain tuples.
+rating at a few thousand readings a second; COPY takes plain tuples.
+`bulk_update` builds a CASE expression per field and row; one UPDATE from
+arrays does the same in a fraction of the time.
 """
 
 from collections.abc import Sequence
@@ -49,3 +51,25 @@ def _copy_preparer(field: models.Field):
     if isinstance(field, models.JSONField):
         return lambda value: field.get_db_prep_save(value, connection)
     return None
+
+
+def rows_update(objs: Sequence[models.Model], fields: Sequence[str]) -> None:
+    """Save these fields of already saved model instances (all of one model), in one query."""
+    if not objs:
+        return
+    if connection.vendor != "postgresql":
+        type(objs[0]).objects.bulk_update(objs, fields)
+        return
+    meta = objs[0]._meta
+    quote = connection.ops.quote_name
+    columns = [meta.pk, *(meta.get_field(name) for name in fields)]
+    arrays = ", ".join(f"%s::{field.db_type(connection)}[]" for field in columns)
+    names = ", ".join(quote(field.column) for field in columns)
+    assignments = ", ".join(f"{quote(f.column)} = v.{quote(f.column)}" for f in columns[1:])
+    pk = quote(meta.pk.column)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {quote(meta.db_table)} AS t SET {assignments}"  # noqa: S608 (model names)
+            f" FROM unnest({arrays}) AS v({names}) WHERE t.{pk} = v.{pk}",
+            [[getattr(obj, field.attname) for obj in objs] for field in columns],
+        )

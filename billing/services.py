@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 from django.db import transaction
 from django.utils import timezone
 
-from billing.bulk import rows_insert
+from billing.bulk import rows_insert, rows_update
 from billing.events import dashboard_publish
 from billing.models import Account, Charge, MeterPeriodUsage, Tariff
 from billing.money import format_amount, format_quantity
@@ -235,7 +235,7 @@ class _Batch:
         )
         self.periods.save()
         moved = [self.meters[meter_id] for meter_id in self.registers_moved]
-        Meter.objects.bulk_update(moved, ["last_value", "last_ts"])
+        rows_update(moved, ["last_value", "last_ts"])
         return self._events()
 
     def _events(self) -> dict[str, list[dict[str, Any]]]:
@@ -374,12 +374,9 @@ class _PeriodUsages:
         return self.rows[key]
 
     def save(self) -> None:
-        new = [row for row in self.rows.values() if row.pk is None]
-        MeterPeriodUsage.objects.bulk_create(new)
-        MeterPeriodUsage.objects.bulk_update(
-            [row for row in self.rows.values() if row not in new],
-            ["usage", "exact_amount", "amount"],
-        )
+        saved = [row for row in self.rows.values() if row.pk is not None]
+        MeterPeriodUsage.objects.bulk_create([row for row in self.rows.values() if row.pk is None])
+        rows_update(saved, ["usage", "exact_amount", "amount"])
 
     def account_totals(
         self, periods: set[tuple[str, datetime]]
