@@ -215,3 +215,41 @@ def test_running_usage_beyond_sqlites_15_digits_stays_exact(account):
     assert period.usage == D("123456789012.123456790")
     assert period.exact_amount == D("0.123456789012123456790")
     assert Reading.objects.get(reading_id="a").quantity == D(big)
+
+
+def test_a_batch_rates_frames_of_several_meters_and_accounts_in_one_go(
+    account, django_capture_on_commit_callbacks
+):
+    tariff = make_tariff()
+    first, _ = make_meter(account, tariff)
+    second, _ = make_meter(account, tariff)
+    elsewhere, _ = make_meter(make_account(), tariff)
+    readings_rate(meter_id=first.id, readings=[delta("old", "1")])
+    with django_capture_on_commit_callbacks(execute=False) as published:
+        batch = frames_rate(
+            [
+                FrameIn(first.id, [delta("old", "1"), delta("a", "10")]),
+                FrameIn(second.id, [delta("a", "2")]),
+                FrameIn("mtr_unknown", [delta("z", "1")]),
+                FrameIn(first.id, [delta("a", "10"), delta("b", "1")]),  # "a" resent meanwhile
+                FrameIn(elsewhere.id, [delta("a", "4")]),
+            ]
+        )
+    outcome = [(r.ids, r.duplicates, [e.code for e in r.errors]) for r in batch.frames]
+    assert outcome == [
+        (["a"], ["old"], []),
+        (["a"], [], []),
+        ([], [], ["meter_unknown"]),
+        (["b"], ["a"], []),
+        (["a"], [], []),
+    ]
+    assert charged(first) == D("3.600000")  # 12 units at 0.30
+    # One event per meter and period, numbered on from the account's last one.
+    mine = batch.events[account.id]
+    assert [(e["meter"], e["reading_ids"], e["seq"]) for e in mine] == [
+        (first.id, ["a", "b"], 2),
+        (second.id, ["a"], 3),
+    ]
+    assert [e["period_total"] for e in mine] == ["4.200000", "4.200000"]  # 14 units
+    assert [e["seq"] for e in batch.events[elsewhere.account_id]] == [1]
+    assert len(published) == 2  # one dashboard message per account, after commit

@@ -33,11 +33,16 @@ def dashboard(account_id: str, token: str | None = None) -> WebsocketCommunicato
 
 
 async def rate_next_frame(timeout: float = 5) -> ApplicationCommunicator:
-    """What a runworker does with one message: take it off `rating`, hand it to the consumer.
+    """What a runworker does with one message: take it off `rating`, hand it to the consumer."""
+    message = await asyncio.wait_for(get_channel_layer().receive(RATING_CHANNEL), timeout)
+    return await rate_message(message)
+
+
+async def rate_message(message: dict) -> ApplicationCommunicator:
+    """Hand a batch message to a rating consumer.
 
     The caller stops the returned communicator once it has heard the answer.
     """
-    message = await asyncio.wait_for(get_channel_layer().receive(RATING_CHANNEL), timeout)
     worker = ApplicationCommunicator(
         RatingConsumer.as_asgi(), {"type": "channel", "channel": RATING_CHANNEL}
     )

@@ -1,0 +1,103 @@
+"""Frames of one web process travel to the rating workers in batches (metering/batching.py)."""
+
+import asyncio
+import json
+
+import pytest
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+from django.utils import timezone
+
+from billing.models import Charge
+from metering import batching
+from routing.channels import RATING_CHANNEL
+from tests.consumers.conftest import device, rate_message
+from tests.factories import make_account, make_meter, make_tariff
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@database_sync_to_async
+def new_meters(count):
+    account = make_account()
+    tariff = make_tariff()
+    return [make_meter(account, tariff) for _ in range(count)]
+
+
+@database_sync_to_async
+def charged_ids():
+    return sorted(Charge.objects.values_list("reading__reading_id", flat=True))
+
+
+def reading(reading_id):
+    now = timezone.now().isoformat()
+    return json.dumps({"type": "reading", "id": reading_id, "ts": now, "quantity": "1"})
+
+
+async def connected_devices(count):
+    clients = []
+    for _, token in await new_meters(count):
+        client = device(token)
+        assert (await client.connect())[0]
+        clients.append(client)
+    return clients
+
+
+async def next_batch(timeout=5):
+    return await asyncio.wait_for(get_channel_layer().receive(RATING_CHANNEL), timeout)
+
+
+async def test_frames_arriving_while_the_batches_are_out_wait_and_go_as_one_message(settings):
+    settings.METERLINE_BATCHES_IN_FLIGHT = 1
+    clients = await connected_devices(3)
+    await clients[0].send_to(text_data=reading("first"))
+    first = await next_batch()
+    for n, client in enumerate(clients):  # the only place is taken: these wait
+        await client.send_to(text_data=reading(f"waiting-{n}"))
+    assert await clients[0].receive_nothing(timeout=0.2)
+
+    worker = await rate_message(first)  # its answer frees the place
+    assert json.loads(await clients[0].receive_from(timeout=5))["ids"] == ["first"]
+    worker.stop()
+    second = await next_batch()
+    assert [frame["readings"][0]["id"] for frame in second["frames"]] == [
+        "waiting-0",
+        "waiting-1",
+        "waiting-2",
+    ]
+    worker = await rate_message(second)
+    for n, client in enumerate(clients):
+        ack = json.loads(await client.receive_from(timeout=5))
+        assert ack == {"type": "ack", "ids": [f"waiting-{n}"], "duplicates": []}
+        await client.disconnect()
+    worker.stop()
+    assert await charged_ids() == ["first", "waiting-0", "waiting-1", "waiting-2"]
+
+
+async def test_a_batch_never_answered_frees_its_place(settings, monkeypatch):
+    settings.METERLINE_BATCHES_IN_FLIGHT = 1
+    monkeypatch.setattr(batching, "BATCH_EXPIRY_SECONDS", 0.2)
+    [client] = await connected_devices(1)
+    await client.send_to(text_data=reading("lost"))
+    await next_batch()  # taken by a worker that dies: never answered
+    await client.send_to(text_data=reading("after"))
+    later = await next_batch()
+    assert [frame["readings"][0]["id"] for frame in later["frames"]] == ["after"]
+    worker = await rate_message(later)
+    assert json.loads(await client.receive_from(timeout=5))["ids"] == ["after"]
+    worker.stop()
+    await client.disconnect()
+
+
+async def test_a_frame_that_breaks_rating_does_not_hold_up_the_rest_of_its_batch():
+    clients = await connected_devices(2)
+    await clients[0].send_to(text_data=reading("fine"))
+    message = await next_batch()
+    poison = {"key": 999, "meter": "mtr_gone", "readings": [{"id": "x", "ts": "not a time"}]}
+    message["frames"].append(poison)
+    worker = await rate_message(message)
+    assert json.loads(await clients[0].receive_from(timeout=5))["ids"] == ["fine"]
+    worker.stop()
+    assert await charged_ids() == ["fine"]
+    for client in clients:
+        await client.disconnect()
