@@ -63,8 +63,6 @@ class FrameBatcher:
         self._listener: asyncio.Task | None = None
         self._flush_scheduled = False
         self._tasks: set[asyncio.Future] = set()  # held, so the loop does not drop them
-        # Answers handled after their batch expired: observed, not acted on.
-        self.late_answers = 0
 
     def submit(self, meter_id: str, readings: list[dict[str, Any]], answer: Answer) -> None:
         """Queue a frame (readings in wire form); `answer` is awaited with its outcome."""
@@ -136,8 +134,8 @@ class FrameBatcher:
                 await asyncio.sleep(0.5)
                 continue
             frames = self.sent.pop(message.get("batch"), None)
-            if frames is None:
-                self.late_answers += 1
+            if frames is None:  # expired: its devices have been told nothing and resend
+                logger.info("answer to expired rating batch %s ignored", message.get("batch"))
                 continue
             answers = {answer["key"]: answer for answer in message["answers"]}
             await self.flush()  # the place just freed goes to the frames waiting

@@ -1,26 +1,54 @@
-"""Drive a running Meterline with real WebSocket devices and print acked readings/s.
+"""Drive a running Meterline with real WebSocket devices and measure what they get back.
 
     python scripts/loadgen.py --url http://127.0.0.1:8000 --key <operator key> \
         --devices 20 --batch 100 --in-flight 4 --seconds 10
+    python scripts/loadgen.py --url http://127.0.0.1:8000 --key <operator key> \
+        --devices 20 --rate 1000 --dashboard --seconds 60
 
 Provisions one account, a per-unit tariff and N delta meters through the REST
-API, streams readings from every device with at most `in-flight` unacked
-frames each, and checks at the end that the account's charged total equals
-the usage sent, to the last decimal.
+API. Without --rate, each device keeps `--in-flight` unacked frames of
+`--batch` readings in the air (closed loop: as fast as the server acks). With
+--rate, the devices send single readings on a fixed schedule that adds up to
+that many readings/s (open loop), and with --dashboard one dashboard socket
+watches the account, to time each reading from its send to its charge event.
+Several --url (daphne processes) spread the devices over them, round robin.
+
+Devices do what the contract asks of them: readings answered `busy` are resent
+after `retry_after_ms`, readings without an answer after RESEND_AFTER seconds
+are resent, and both are counted. At the end the account's charged total must
+equal the usage acked, to the last decimal, and the dashboard must have seen
+every acked reading; exit status 1 when a check fails.
+
+Output: "loadgen: streaming" when the clock starts and "loadgen: drained" when
+every reading is answered (scripts/bench.py samples CPU at these lines), a
+human summary, and last a JSON line with every figure.
 """
 
 import argparse
 import asyncio
+import contextlib
 import json
-import statistics
+import math
 import time
 import urllib.request
+from collections import Counter
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 
-import websockets
+from websockets.asyncio.client import connect
 
 UNIT_PRICE = Decimal("0.25")
+# Seconds without an answer before a device resends a reading: the channel
+# layer delivers at most once, the reading id makes the resend harmless.
+RESEND_AFTER = 10.0
+# Seconds to wait, once sending stops, for the last answers and charge events.
+DRAIN_TIMEOUT = 60.0
+DASHBOARD_GRACE = 10.0
+# Default cap of unacked frames per device with --rate: the server's own
+# METERLINE_MAX_IN_FLIGHT, beyond which it would answer `busy` anyway.
+PACED_IN_FLIGHT = 32
+MAX_BATCH = 1000
 
 
 def api(base: str, key: str, method: str, path: str, body: dict | None = None) -> dict:
@@ -34,74 +62,263 @@ def api(base: str, key: str, method: str, path: str, body: dict | None = None) -
         return json.loads(response.read())
 
 
-async def device(ws_url: str, token: str, index: int, args, deadline: float, stats: dict) -> None:
-    headers = {"Authorization": f"Bearer {token}"}
-    async with websockets.connect(ws_url, additional_headers=headers, max_queue=None) as ws:
-        window = asyncio.Semaphore(args.in_flight)
-        sent_at: dict[str, float] = {}
-        done = asyncio.Event()
-        frames = 0
+def percentiles_ms(samples: list[float]) -> dict[str, float | None]:
+    """p50, p99 and max of latencies in seconds, in milliseconds (nearest rank)."""
+    if not samples:
+        return {"p50": None, "p99": None, "max": None}
+    ordered = sorted(samples)
 
-        async def reader() -> None:
-            async for raw in ws:
-                message = json.loads(raw)
-                if message["type"] == "ack":
-                    for reading_id in message["ids"] + message["duplicates"]:
-                        started = sent_at.pop(reading_id, None)
-                        if started is not None:
-                            stats["latencies"].append(time.perf_counter() - started)
-                            stats["acked"] += 1
-                    window.release()
-                else:
-                    stats["other"].append(message)
-                    window.release()
-                if done.is_set() and not sent_at:
-                    return
+    def rank(q: float) -> float:
+        return round(ordered[max(0, math.ceil(q * len(ordered)) - 1)] * 1000, 1)
 
-        task = asyncio.create_task(reader())
-        while time.monotonic() < deadline:
-            await window.acquire()
-            ts = datetime.now(UTC).isoformat()
-            ids = [f"d{index}-f{frames}-{i}" for i in range(args.batch)]
-            readings = [{"id": rid, "ts": ts, "quantity": "1"} for rid in ids]
-            if args.batch == 1:
-                frame = {"type": "reading", **readings[0]}
+    return {"p50": rank(0.50), "p99": rank(0.99), "max": round(ordered[-1] * 1000, 1)}
+
+
+@dataclass
+class Frame:
+    """The readings of one frame still waiting for an answer; it holds a window slot."""
+
+    remaining: set[str]
+
+
+@dataclass
+class Pending:
+    item: dict  # the reading as it goes into a batch: id, ts, quantity
+    frame: Frame
+    first_sent: float
+    last_sent: float
+    retrying: bool = False  # answered busy, a resend is scheduled
+
+
+@dataclass
+class Stats:
+    """Shared by every device of the run; all times are loop.time() seconds."""
+
+    deadline: float = 0.0
+    sent: int = 0  # distinct readings
+    frames: int = 0  # first sends only
+    answered: int = 0  # distinct readings acked, as new or as duplicates
+    answered_in_window: int = 0  # ... before the deadline: the throughput figure
+    duplicates: int = 0
+    busy: int = 0  # readings answered busy, each resent
+    resent_unanswered: int = 0
+    late_answers: int = 0  # answers for readings answered before
+    unanswered: int = 0
+    errors: list[dict] = field(default_factory=list)
+    others: Counter = field(default_factory=Counter)
+    ack_latency: list[float] = field(default_factory=list)
+    first_sent: dict[str, float] = field(default_factory=dict)
+    answered_ids: set[str] = field(default_factory=set)
+
+
+class Device:
+    """One meter's connection: sends frames, settles answers, resends what needs it."""
+
+    def __init__(self, ws, index: int, args, stats: Stats) -> None:
+        self.ws = ws
+        self.index = index
+        self.args = args
+        self.stats = stats
+        self.pending: dict[str, Pending] = {}
+        self.window = asyncio.Semaphore(args.in_flight)
+        self.next_seq = 0
+        self.sending_done = False
+        self.drained = asyncio.Event()
+        self.tasks: set[asyncio.Task] = set()
+        self.loop = asyncio.get_running_loop()
+
+    async def run(self, started: float) -> None:
+        reader = asyncio.create_task(self.read())
+        watchdog = asyncio.create_task(self.resend_unanswered())
+        sending = self.send_paced(started) if self.args.rate else self.send_closed_loop()
+        sender = asyncio.create_task(sending)
+        try:
+            await asyncio.wait({sender, reader}, return_when=asyncio.FIRST_COMPLETED)
+            if reader.done():
+                reader.result()  # the server closed the connection: raise why
+            sender.result()
+            self.sending_done = True
+            if not self.pending:
+                self.drained.set()
+            drained = asyncio.create_task(self.drained.wait())
+            await asyncio.wait(
+                {drained, reader}, timeout=DRAIN_TIMEOUT, return_when=asyncio.FIRST_COMPLETED
+            )
+            drained.cancel()
+            if reader.done():
+                reader.result()  # the server closed the connection: raise why
+            self.stats.unanswered += len(self.pending)
+        finally:
+            for task in (sender, reader, watchdog, *self.tasks):
+                task.cancel()
+
+    # --- sending ---------------------------------------------------------------
+
+    async def send_closed_loop(self) -> None:
+        while self.loop.time() < self.stats.deadline:
+            await self.window.acquire()
+            if self.loop.time() >= self.stats.deadline:
+                self.window.release()
+                return
+            await self.send_new(self.args.batch)
+
+    async def send_paced(self, started: float) -> None:
+        """Single readings every devices/rate seconds, devices offset from each other."""
+        interval = self.args.devices / self.args.rate
+        next_at = started + interval * self.index / self.args.devices
+        while next_at < self.stats.deadline:
+            delay = next_at - self.loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            await self.window.acquire()
+            await self.send_new(1)
+            next_at += interval
+
+    async def send_new(self, count: int) -> None:
+        ts = datetime.now(UTC).isoformat()
+        items = []
+        for _ in range(count):
+            items.append({"id": f"d{self.index}-{self.next_seq}", "ts": ts, "quantity": "1"})
+            self.next_seq += 1
+        frame = Frame(remaining={item["id"] for item in items})
+        now = self.loop.time()
+        for item in items:
+            self.pending[item["id"]] = Pending(item, frame, first_sent=now, last_sent=now)
+            self.stats.first_sent[item["id"]] = now
+        self.stats.sent += count
+        self.stats.frames += 1
+        await self.send_items(items)
+
+    async def send_items(self, items: list[dict]) -> None:
+        for start in range(0, len(items), MAX_BATCH):
+            chunk = items[start : start + MAX_BATCH]
+            if len(chunk) == 1:
+                await self.ws.send(json.dumps({"type": "reading", **chunk[0]}))
             else:
-                frame = {"type": "batch", "readings": readings}
-            now = time.perf_counter()
-            for rid in ids:
-                sent_at[rid] = now
-            await ws.send(json.dumps(frame))
-            frames += 1
-            stats["sent"] += args.batch
-        done.set()
-        if sent_at:
-            await asyncio.wait_for(task, timeout=60)
-        else:
-            task.cancel()
+                await self.ws.send(json.dumps({"type": "batch", "readings": chunk}))
+
+    async def resend(self, ids: list[str]) -> None:
+        now = self.loop.time()
+        items = []
+        for rid in ids:
+            pending = self.pending.get(rid)
+            if pending is not None:
+                pending.retrying = False
+                pending.last_sent = now
+                items.append(pending.item)
+        if items:
+            await self.send_items(items)
+
+    def resend_later(self, ids: list[str], delay: float) -> None:
+        def start() -> None:
+            task = asyncio.create_task(self.resend(ids))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+
+        self.loop.call_later(delay, start)
+
+    async def resend_unanswered(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            cutoff = self.loop.time() - RESEND_AFTER
+            stale = [
+                rid
+                for rid, pending in self.pending.items()
+                if not pending.retrying and pending.last_sent < cutoff
+            ]
+            if stale:
+                self.stats.resent_unanswered += len(stale)
+                await self.resend(stale)
+
+    # --- answers ---------------------------------------------------------------
+
+    async def read(self) -> None:
+        async for raw in self.ws:
+            message = json.loads(raw)
+            kind = message.get("type")
+            now = self.loop.time()
+            if kind == "ack":
+                for rid in message.get("ids", []):
+                    self.settle(rid, now, charged=True)
+                for rid in message.get("duplicates", []):
+                    self.stats.duplicates += 1
+                    self.settle(rid, now, charged=True)
+            elif kind == "busy":
+                ids = [
+                    rid
+                    for rid in message.get("ids", [])
+                    if rid in self.pending and not self.pending[rid].retrying
+                ]
+                for rid in ids:
+                    self.pending[rid].retrying = True
+                self.stats.busy += len(ids)
+                self.resend_later(ids, message.get("retry_after_ms", 500) / 1000)
+            elif kind == "error":
+                self.stats.errors.append(message)
+                if message.get("id") is not None:
+                    self.settle(message["id"], now, charged=False)
+            else:
+                self.stats.others[kind] += 1
+        raise ConnectionError(f"device {self.index}: server closed with {self.ws.close_code}")
+
+    def settle(self, rid: str, now: float, *, charged: bool) -> None:
+        pending = self.pending.pop(rid, None)
+        if pending is None:
+            self.stats.late_answers += 1
+            return
+        if charged:
+            self.stats.answered += 1
+            self.stats.answered_ids.add(rid)
+            self.stats.ack_latency.append(now - pending.first_sent)
+            if now <= self.stats.deadline:
+                self.stats.answered_in_window += 1
+        pending.frame.remaining.discard(rid)
+        if not pending.frame.remaining:
+            self.window.release()
+        if self.sending_done and not self.pending:
+            self.drained.set()
 
 
-async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--url", default="http://127.0.0.1:8000")
-    parser.add_argument("--key", required=True, help="operator API key")
-    parser.add_argument("--devices", type=int, default=20)
-    parser.add_argument("--batch", type=int, default=100, help="readings per frame")
-    parser.add_argument("--in-flight", type=int, default=4, help="unacked frames per device")
-    parser.add_argument("--seconds", type=float, default=10)
-    args = parser.parse_args()
+class Dashboard:
+    """The account's dashboard socket: when each reading id first shows in a charge event."""
 
-    base = args.url.rstrip("/")
+    def __init__(self, ws) -> None:
+        self.ws = ws
+        self.seen: dict[str, float] = {}
+        self.repeated = 0  # reading ids in more than one charge event
+        self.kinds: Counter = Counter()
+
+    async def read(self) -> None:
+        loop = asyncio.get_running_loop()
+        async for raw in self.ws:
+            message = json.loads(raw)
+            now = loop.time()
+            self.kinds[message.get("type")] += 1
+            if message.get("type") != "charge":
+                continue
+            for rid in message.get("reading_ids", []):
+                if rid in self.seen:
+                    self.repeated += 1
+                else:
+                    self.seen[rid] = now
+
+    async def wait_for(self, ids: set[str], timeout: float) -> None:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not ids <= self.seen.keys() and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.1)
+
+
+def provision(base: str, key: str, devices: int) -> tuple[dict, list[str]]:
     account = api(
         base,
-        args.key,
+        key,
         "POST",
         "/api/v1/accounts/",
         {"name": "load", "currency": "EUR", "timezone": "UTC"},
     )
     tariff = api(
         base,
-        args.key,
+        key,
         "POST",
         "/api/v1/tariffs/",
         {
@@ -116,7 +333,7 @@ async def main() -> None:
     tokens = [
         api(
             base,
-            args.key,
+            key,
             "POST",
             "/api/v1/meters/",
             {
@@ -127,30 +344,182 @@ async def main() -> None:
                 "rollover_at": None,
             },
         )["token"]
-        for i in range(args.devices)
+        for i in range(devices)
     ]
-    ws_url = base.replace("http", "ws", 1) + "/ws/meters/"
-    stats = {"sent": 0, "acked": 0, "latencies": [], "other": []}
-    started = time.monotonic()
-    deadline = started + args.seconds
-    await asyncio.gather(
-        *(device(ws_url, t, i, args, deadline, stats) for i, t in enumerate(tokens))
+    return account, tokens
+
+
+async def open_dashboard(
+    sockets: contextlib.AsyncExitStack, base: str, key: str, account: str
+) -> Dashboard:
+    dashboard_key = api(base, key, "POST", f"/api/v1/accounts/{account}/dashboard-keys/")["key"]
+    ws = await sockets.enter_async_context(
+        connect(
+            base.replace("http", "ws", 1) + f"/ws/accounts/{account}/",
+            additional_headers={"Authorization": f"Bearer {dashboard_key}"},
+            max_queue=None,
+        )
     )
-    elapsed = time.monotonic() - started
-    usage = api(base, args.key, "GET", f"/api/v1/accounts/{account['id']}/usage/")
-    latencies = sorted(stats["latencies"])
-    p = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000  # noqa: E731
-    expected = Decimal(stats["acked"]) * UNIT_PRICE
-    print(
-        f"devices={args.devices} batch={args.batch} in_flight={args.in_flight}: "
-        f"{stats['acked'] / elapsed:,.0f} readings/s acked ({stats['acked']} in {elapsed:.1f} s), "
-        f"ack latency p50 {p(0.5):.0f} ms p99 {p(0.99):.0f} ms "
-        f"(mean {statistics.fmean(latencies) * 1000:.0f} ms); "
-        f"total {usage['total']} expected {expected:.6f}; non-ack answers {len(stats['other'])}"
+    # The snapshot comes once the socket has joined the account's group.
+    snapshot = json.loads(await asyncio.wait_for(ws.recv(), 20))
+    if snapshot.get("type") != "snapshot":
+        raise RuntimeError(f"the dashboard's first message is not a snapshot: {snapshot}")
+    return Dashboard(ws)
+
+
+def settled_total(base: str, key: str, account: str, expected: Decimal) -> Decimal:
+    """The account's total; acks come after commit, so it should match at once (5 s grace)."""
+    deadline = time.monotonic() + 5
+    while True:
+        total = Decimal(api(base, key, "GET", f"/api/v1/accounts/{account}/usage/")["total"])
+        if total == expected or time.monotonic() > deadline:
+            return total
+        time.sleep(0.5)
+
+
+async def run(args) -> dict:
+    bases = [url.rstrip("/") for url in args.url]
+    account, tokens = provision(bases[0], args.key, args.devices)
+    stats = Stats()
+    loop = asyncio.get_running_loop()
+    async with contextlib.AsyncExitStack() as sockets:
+        dashboard = None
+        if args.dashboard:
+            dashboard = await open_dashboard(sockets, bases[0], args.key, account["id"])
+            dashboard_reader = asyncio.create_task(dashboard.read())
+        devices = []
+        for index, token in enumerate(tokens):
+            ws = await sockets.enter_async_context(
+                connect(
+                    bases[index % len(bases)].replace("http", "ws", 1) + "/ws/meters/",
+                    additional_headers={"Authorization": f"Bearer {token}"},
+                    max_queue=None,
+                )
+            )
+            devices.append(Device(ws, index, args, stats))
+
+        print("loadgen: streaming", flush=True)
+        cpu_started = time.process_time()
+        started = loop.time()
+        stats.deadline = started + args.seconds
+        await asyncio.gather(*(device.run(started) for device in devices))
+        elapsed = loop.time() - started
+        client_cpu = time.process_time() - cpu_started
+        print("loadgen: drained", flush=True)
+
+        dashboard_result = None
+        if dashboard is not None:
+            await dashboard.wait_for(stats.answered_ids, DASHBOARD_GRACE)
+            dashboard_reader.cancel()
+            latencies = [
+                dashboard.seen[rid] - stats.first_sent[rid]
+                for rid in stats.answered_ids
+                if rid in dashboard.seen
+            ]
+            dashboard_result = {
+                "readings_seen": len(dashboard.seen),
+                "missing": len(stats.answered_ids - dashboard.seen.keys()),
+                "repeated": dashboard.repeated,
+                "events": dict(dashboard.kinds),
+                "charge_ms": percentiles_ms(latencies),
+            }
+
+    expected = stats.answered * UNIT_PRICE
+    total = settled_total(bases[0], args.key, account["id"], expected)
+    problems = []
+    if total != expected:
+        problems.append(f"charged total {total} != {expected} for the readings acked")
+    if stats.unanswered:
+        problems.append(f"{stats.unanswered} readings never answered")
+    if stats.errors:
+        problems.append(f"{len(stats.errors)} errors, first {stats.errors[0]}")
+    if not stats.answered:
+        problems.append("no reading was acked")
+    if dashboard_result and dashboard_result["missing"]:
+        problems.append(f"the dashboard missed {dashboard_result['missing']} acked readings")
+    return {
+        "mode": "paced" if args.rate else "closed",
+        "devices": args.devices,
+        "batch": args.batch,
+        "in_flight": args.in_flight,
+        "rate": args.rate,
+        "seconds": args.seconds,
+        "daphnes": len(bases),
+        "elapsed_s": round(elapsed, 3),
+        "sent": stats.sent,
+        "frames": stats.frames,
+        "answered": stats.answered,
+        "readings_per_s": round(stats.answered_in_window / args.seconds, 1),
+        "sent_per_s": round(stats.sent / args.seconds, 1),
+        "ack_ms": percentiles_ms(stats.ack_latency),
+        "duplicates": stats.duplicates,
+        "busy": stats.busy,
+        "resent_unanswered": stats.resent_unanswered,
+        "late_answers": stats.late_answers,
+        "unanswered": stats.unanswered,
+        "errors": len(stats.errors),
+        "other_answers": dict(stats.others),
+        "dashboard": dashboard_result,
+        "total": str(total),
+        "expected_total": str(expected),
+        "client_cpu_s": round(client_cpu, 3),
+        "problems": problems,
+        "ok": not problems,
+    }
+
+
+def summary(result: dict) -> str:
+    if result["mode"] == "paced":
+        shape = f"devices={result['devices']} rate={result['rate']:g}/s single readings"
+    else:
+        shape = (
+            f"devices={result['devices']} batch={result['batch']} in_flight={result['in_flight']}"
+        )
+    ack = result["ack_ms"]
+    line = (
+        f"{shape}: {result['readings_per_s']:,.0f} readings/s acked "
+        f"({result['answered']} in {result['elapsed_s']:.1f} s), "
+        f"ack p50 {ack['p50']} ms p99 {ack['p99']} ms max {ack['max']} ms; "
+        f"busy {result['busy']} (resent), resent unanswered {result['resent_unanswered']}, "
+        f"duplicates {result['duplicates']}; total {result['total']} "
+        f"expected {result['expected_total']}"
     )
-    if Decimal(usage["total"]) != expected:
-        raise SystemExit("charged total does not match the usage acked")
+    if result["dashboard"]:
+        dash = result["dashboard"]
+        charge = dash["charge_ms"]
+        line += (
+            f"; dashboard p50 {charge['p50']} ms p99 {charge['p99']} ms, "
+            f"missed {dash['missing']}, repeated {dash['repeated']}"
+        )
+    for problem in result["problems"]:
+        line += f"\n  PROBLEM: {problem}"
+    return line
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--url", nargs="+", default=["http://127.0.0.1:8000"], help="one per daphne process"
+    )
+    parser.add_argument("--key", required=True, help="operator API key")
+    parser.add_argument("--devices", type=int, default=20)
+    parser.add_argument("--batch", type=int, default=100, help="readings per frame")
+    parser.add_argument("--in-flight", type=int, default=None, help="unacked frames per device")
+    parser.add_argument("--rate", type=float, default=None, help="readings/s of all devices")
+    parser.add_argument("--dashboard", action="store_true", help="watch the account's charges")
+    parser.add_argument("--seconds", type=float, default=10)
+    args = parser.parse_args()
+    if args.rate:
+        args.batch = 1
+    if args.in_flight is None:
+        args.in_flight = PACED_IN_FLIGHT if args.rate else 4
+
+    result = asyncio.run(run(args))
+    print(summary(result))
+    print(json.dumps(result), flush=True)
+    if not result["ok"]:
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    main()

@@ -48,7 +48,9 @@ async def test_charge_events_are_released_in_sequence_and_snapshot_ones_dropped(
 
     async def publish(seq):
         event = {"type": "charge", "seq": seq, "amount": f"{seq}.000000"}
-        await layer.group_send(f"account-{mine.id}", {"type": "dashboard.events", "events": [event]})
+        await layer.group_send(
+            f"account-{mine.id}", {"type": "dashboard.events", "events": [event]}
+        )
 
     await publish(2)
     await publish(3)

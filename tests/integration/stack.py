@@ -125,6 +125,10 @@ class Process:
                 self.popen.wait(timeout=timeout)
 
 
+def daphne_command(port: int) -> list[str]:
+    return [str(BIN_DIR / "daphne"), "-b", "127.0.0.1", "-p", str(port), "project.asgi:application"]
+
+
 def tail(path: Path, lines: int = 40) -> str:
     try:
         text = path.read_text(errors="replace")
@@ -144,6 +148,11 @@ class Stack:
     pg_started: bool = False
     database: str = "postgres"  # or "sqlite": the default database of `make run`
     secrets: set[str] = field(default_factory=set)
+    # How many `runworker rating` and daphne processes start() runs (scripts/bench.py
+    # measures scale-out with them); daphne number n > 1 is "daphne-n" on its own port.
+    worker_count: int = WORKERS
+    web_count: int = 1
+    extra_web_ports: list[int] = field(default_factory=list)
 
     # --- derived -------------------------------------------------------------
 
@@ -160,6 +169,11 @@ class Stack:
     @property
     def http_base(self) -> str:
         return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def http_bases(self) -> list[str]:
+        """Every daphne process's base URL, the first one's first."""
+        return [self.http_base, *(f"http://127.0.0.1:{port}" for port in self.extra_web_ports)]
 
     @property
     def ws_base(self) -> str:
@@ -402,17 +416,13 @@ class Stack:
 
     def start_web(self, port: int | None = None) -> Process:
         self.http_port = port or free_port()
-        return self.spawn(
-            "daphne",
-            [
-                str(BIN_DIR / "daphne"),
-                "-b",
-                "127.0.0.1",
-                "-p",
-                str(self.http_port),
-                "project.asgi:application",
-            ],
-        )
+        return self.spawn("daphne", daphne_command(self.http_port))
+
+    def start_extra_web(self, name: str) -> Process:
+        """Another daphne process beside the first, on a port of its own."""
+        port = free_port()
+        self.extra_web_ports.append(port)
+        return self.spawn(name, daphne_command(port))
 
     def start_worker(self, name: str) -> Process:
         return self.spawn(name, [sys.executable, "manage.py", "runworker", "rating"])
@@ -428,9 +438,15 @@ class Stack:
         return http_json("GET", f"{self.http_base}/healthz", timeout=5)
 
     def wait_healthy(self, workers: int = WORKERS, timeout: float = STARTUP_TIMEOUT) -> dict:
+        started = {
+            "daphne",
+            *(f"daphne-{n}" for n in range(2, self.web_count + 1)),
+            *(f"worker-{n}" for n in range(1, self.worker_count + 1)),
+        }
+
         def healthy():
             for process in self.processes:
-                if process.name in ("daphne", "worker-1", "worker-2") and not process.alive():
+                if process.name in started and not process.alive():
                     raise RuntimeError(f"{process.name} exited:\n{tail(process.log)}")
             status, body = self.healthz()
             return body if status == 200 and body.get("workers") == workers else None
@@ -445,10 +461,18 @@ class Stack:
             self.start_postgres()
         self.manage("migrate", "--no-input")
         self.start_web()
-        for n in range(1, WORKERS + 1):
+        for n in range(2, self.web_count + 1):
+            self.start_extra_web(f"daphne-{n}")
+        for n in range(1, self.worker_count + 1):
             self.start_worker(f"worker-{n}")
         self.start_celery()
-        self.wait_healthy()
+        self.wait_healthy(workers=self.worker_count)
+        for base in self.http_bases[1:]:
+            wait_for(
+                lambda base=base: http_json("GET", f"{base}/healthz", timeout=5)[0] == 200,
+                timeout=STARTUP_TIMEOUT,
+                what=f"{base}/healthz",
+            )
         result = self.manage("create_api_key", "itests")
         lines = result.stdout.strip().splitlines()
         assert lines, f"create_api_key printed nothing; stderr: {result.stderr[-2000:]}"
