@@ -34,8 +34,10 @@ logger = logging.getLogger(__name__)
 
 # What the channel layer raises when Redis is unreachable.
 LAYER_ERRORS = (redis.RedisError, OSError)
-# A batch unanswered this long is taken as lost and its place freed.
+# A batch unanswered this long is taken as lost and its place freed ...
 BATCH_EXPIRY_SECONDS = 10.0
+# ... though a late answer still reaches its devices until the layer's own expiry.
+LATE_ANSWER_SECONDS = 60.0
 # Readings in one batch message at most (a frame is never split).
 MAX_BATCH_READINGS = 5000
 
@@ -59,6 +61,7 @@ class FrameBatcher:
         self.keys = itertools.count(1)
         self.waiting: list[_Frame] = []  # not yet sent
         self.sent: dict[int, list[_Frame]] = {}  # batch number -> its frames, unanswered
+        self.expired: dict[int, list[_Frame]] = {}  # unanswered, no longer holding a place
         self.answers_channel: str | None = None
         self._listener: asyncio.Task | None = None
         self._flush_scheduled = False
@@ -121,8 +124,12 @@ class FrameBatcher:
         return frames
 
     def _expire(self, batch: int) -> None:
-        if self.sent.pop(batch, None) is not None:
+        frames = self.sent.pop(batch, None)
+        if frames is not None:
             logger.warning("rating batch %d unanswered after %.0f s", batch, BATCH_EXPIRY_SECONDS)
+            self.expired[batch] = frames
+            loop = asyncio.get_running_loop()
+            loop.call_later(LATE_ANSWER_SECONDS, self.expired.pop, batch, None)
             self._spawn(self.flush())
 
     async def _listen(self) -> None:
@@ -133,9 +140,9 @@ class FrameBatcher:
                 logger.warning("receiving rating answers failed; retrying", exc_info=True)
                 await asyncio.sleep(0.5)
                 continue
-            frames = self.sent.pop(message.get("batch"), None)
-            if frames is None:  # expired: its devices have been told nothing and resend
-                logger.info("answer to expired rating batch %s ignored", message.get("batch"))
+            batch = message.get("batch")
+            frames = self.sent.pop(batch, None) or self.expired.pop(batch, None)
+            if frames is None:  # answered twice (a message delivered twice), or very late
                 continue
             answers = {answer["key"]: answer for answer in message["answers"]}
             await self.flush()  # the place just freed goes to the frames waiting

@@ -461,7 +461,7 @@ async def run(args) -> dict:
         "other_answers": dict(stats.others),
         "dashboard": dashboard_result,
         "total": str(total),
-        "expected_total": str(expected),
+        "expected_total": f"{expected:.6f}",
         "client_cpu_s": round(client_cpu, 3),
         "problems": problems,
         "ok": not problems,

@@ -74,17 +74,22 @@ async def test_frames_arriving_while_the_batches_are_out_wait_and_go_as_one_mess
     assert await charged_ids() == ["first", "waiting-0", "waiting-1", "waiting-2"]
 
 
-async def test_a_batch_never_answered_frees_its_place(settings, monkeypatch):
+async def test_a_batch_unanswered_for_long_frees_its_place_and_a_late_answer_still_acks(
+    settings, monkeypatch
+):
     settings.METERLINE_BATCHES_IN_FLIGHT = 1
     monkeypatch.setattr(batching, "BATCH_EXPIRY_SECONDS", 0.2)
     [client] = await connected_devices(1)
-    await client.send_to(text_data=reading("lost"))
-    await next_batch()  # taken by a worker that dies: never answered
+    await client.send_to(text_data=reading("slow"))
+    slow = await next_batch()  # taken by a worker that stalls
     await client.send_to(text_data=reading("after"))
     later = await next_batch()
     assert [frame["readings"][0]["id"] for frame in later["frames"]] == ["after"]
     worker = await rate_message(later)
     assert json.loads(await client.receive_from(timeout=5))["ids"] == ["after"]
+    worker.stop()
+    worker = await rate_message(slow)
+    assert json.loads(await client.receive_from(timeout=5))["ids"] == ["slow"]
     worker.stop()
     await client.disconnect()
 
