@@ -81,11 +81,13 @@ def readings_rate(*, meter_id: str, readings: Sequence[ReadingIn]) -> RatingResu
     return frames_rate([FrameIn(meter_id, readings)]).frames[0]
 
 
-def frames_rate(frames: Sequence[FrameIn]) -> BatchResult:
+def frames_rate(frames: Sequence[FrameIn], *, publish: bool = True) -> BatchResult:
     """Rate frames of any meters and accounts in one transaction. Safe to call twice.
 
     A batch costs a fixed number of queries whatever its size: the per-reading
     work is arithmetic in Python and one COPY row each for readings and charges.
+    Dashboards hear of the batch once it commits; a caller passing `publish=False`
+    sends `events` itself (the worker answers its devices first).
     """
     results = [RatingResult() for _ in frames]
     with transaction.atomic():
@@ -101,7 +103,7 @@ def frames_rate(frames: Sequence[FrameIn]) -> BatchResult:
                     continue
                 batch.rate(meter, frame.readings, result)
         events = batch.save()
-        for account_id, account_events in events.items():
+        for account_id, account_events in events.items() if publish else ():
             transaction.on_commit(
                 partial(dashboard_publish, account_id=account_id, events=account_events),
                 robust=True,
@@ -118,8 +120,8 @@ def _lock_meters_and_accounts(meter_ids: set[str]) -> dict[str, Meter]:
     period that closes (billing/invoicing.py, same lock) either has a
     batch's charges on its invoice or the batch sees it closed.
     """
-    account_ids = set(Meter.objects.filter(pk__in=meter_ids).values_list("account_id", flat=True))
-    accounts = Account.objects.select_for_update().filter(pk__in=account_ids).order_by("pk")
+    of_meters = Meter.objects.filter(pk__in=meter_ids).values("account_id")
+    accounts = Account.objects.select_for_update().filter(pk__in=of_meters).order_by("pk")
     by_id = {account.pk: account for account in accounts}
     meters = {}
     for meter in Meter.objects.select_for_update().filter(pk__in=meter_ids).order_by("pk"):
@@ -266,9 +268,8 @@ class _Batch:
                 }
             )
         for account_id, account_events in events.items():
-            account = accounts[account_id]
-            account.event_seq += len(account_events)
-            Account.objects.filter(pk=account_id).update(event_seq=account.event_seq)
+            accounts[account_id].event_seq += len(account_events)
+        rows_update([accounts[account_id] for account_id in events], ["event_seq"])
         return dict(events)
 
 

@@ -1,19 +1,22 @@
 """The rating worker: `manage.py runworker rating` runs this SyncConsumer.
 
 A message is a batch of device frames from one web process
-(metering/batching.py). The worker rates the batch in one transaction and
-answers it with one message, only once that transaction has committed.
+(metering/batching.py). The worker rates the batch in one transaction,
+answers it with one message once that transaction has committed, then
+tells the accounts' dashboards.
 Whatever goes wrong, it answers `busy` (nothing recorded, resend) rather than
 raising: an exception would end runworker and drop every message it holds.
 """
 
 import logging
+from collections import defaultdict
 from typing import Any
 
 from asgiref.sync import async_to_sync
 from channels.consumer import SyncConsumer
 from channels.layers import get_channel_layer
 
+from billing.events import dashboard_publish
 from billing.services import FrameIn, RatingResult, frames_rate
 from metering.parsing import ReadingIn
 
@@ -28,25 +31,17 @@ class RatingConsumer(SyncConsumer):
     def rate_batch(self, message: dict) -> None:
         frames = message.get("frames", [])
         try:
-            answers = _rate(frames)
+            answers, events = _rate(frames)
         except Exception:
-            # One frame's trouble must not hold up the others: try each alone.
-            logger.exception(
-                "rating a batch of %d frames failed; rating them one by one", len(frames)
-            )
-            answers = []
-            for frame in frames:
-                try:
-                    answers += _rate([frame])
-                except Exception:
-                    logger.exception(
-                        "rating a frame of meter %s failed; answering busy", frame.get("meter")
-                    )
-                    answers.append({"key": frame.get("key"), "busy": True})
+            logger.exception("rating a batch of %d frames failed; rating them alone", len(frames))
+            answers, events = _rate_one_by_one(frames)
         self._reply(
             message.get("reply_to"),
             {"type": "rating.answers", "batch": message.get("batch"), "answers": answers},
         )
+        # Committed and answered: now the dashboards.
+        for account_id, account_events in events.items():
+            dashboard_publish(account_id=account_id, events=account_events)
 
     def _reply(self, reply_to: str | None, message: dict) -> None:
         if not reply_to:
@@ -58,14 +53,36 @@ class RatingConsumer(SyncConsumer):
             logger.warning("could not answer %s", reply_to, exc_info=True)
 
 
-def _rate(frames: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Rate frames in wire form in one transaction; their answers, in order."""
+def _rate(frames: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, list]]:
+    """Rate frames in wire form in one transaction: their answers in order, and the
+    dashboard events it committed, by account."""
     parsed = [
         FrameIn(frame["meter"], [ReadingIn.from_wire(reading) for reading in frame["readings"]])
         for frame in frames
     ]
-    results = frames_rate(parsed).frames
-    return [_answer(frame["key"], result) for frame, result in zip(frames, results, strict=True)]
+    batch = frames_rate(parsed, publish=False)
+    answers = [_answer(f["key"], result) for f, result in zip(frames, batch.frames, strict=True)]
+    return answers, batch.events
+
+
+def _rate_one_by_one(frames: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, list]]:
+    """Each frame in a transaction of its own, so that one bad frame cannot hold up
+    the rest of its batch; a frame that fails alone is answered busy."""
+    answers: list[dict[str, Any]] = []
+    events: dict[str, list] = defaultdict(list)
+    for frame in frames:
+        try:
+            answered, frame_events = _rate([frame])
+        except Exception:
+            logger.exception(
+                "rating a frame of meter %s failed; answering busy", frame.get("meter")
+            )
+            answers.append({"key": frame.get("key"), "busy": True})
+            continue
+        answers += answered
+        for account_id, account_events in frame_events.items():
+            events[account_id] += account_events
+    return answers, events
 
 
 def _answer(key: int, result: RatingResult) -> dict[str, Any]:
