@@ -1,10 +1,10 @@
-# Meterline: make run | make demo | make test | make lint
+# Meterline: make run | make demo | make test | make lint | make bench
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run demo test lint format system-deps clean
+.PHONY: run demo test lint format system-deps bench bench-scale clean
 
 $(STAMP): requirements/base.txt requirements/test.txt requirements/lock.txt
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,15 @@ format: $(STAMP)
 
 test: $(STAMP) system-deps lint
 	$(VENV)/bin/pytest
+
+# Performance targets on a live stack (not part of `make test`), about 20 minutes;
+# a quick look: BENCH_RUNS=1 BENCH_SECONDS=5 BENCH_SOAK_SECONDS=40 make bench
+bench: $(STAMP) system-deps
+	$(PY) scripts/bench.py
+
+# Readings/s with 1, 2 and 4 rating workers, and with 2 daphne processes.
+bench-scale: $(STAMP) system-deps
+	$(PY) scripts/bench.py --scale-out
 
 clean:
 	rm -rf $(VENV) .run
