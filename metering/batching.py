@@ -64,6 +64,7 @@ class FrameBatcher:
         self.waiting: list[_Frame] = []  # not yet sent
         self.sent: dict[int, list[_Frame]] = {}  # batch number -> its frames, unanswered
         self.expired: dict[int, list[_Frame]] = {}  # unanswered, no longer holding a place
+        self.timers: dict[int, asyncio.TimerHandle] = {}  # batch number -> its expiry
         self.answers_channel: str | None = None
         self._listener: asyncio.Task | None = None
         self._flush_scheduled = False
@@ -113,7 +114,8 @@ class FrameBatcher:
                 del self.sent[batch]
                 await self._answer_all(frames, {"busy": True})
                 continue
-            asyncio.get_running_loop().call_later(BATCH_EXPIRY_SECONDS, self._expire, batch)
+            loop = asyncio.get_running_loop()
+            self.timers[batch] = loop.call_later(BATCH_EXPIRY_SECONDS, self._expire, batch)
 
     def _take_batch(self) -> list[_Frame]:
         frames, readings = [], 0
@@ -126,6 +128,7 @@ class FrameBatcher:
         return frames
 
     def _expire(self, batch: int) -> None:
+        self.timers.pop(batch, None)
         frames = self.sent.pop(batch, None)
         if frames is not None:
             logger.warning("rating batch %d unanswered after %.0f s", batch, BATCH_EXPIRY_SECONDS)
@@ -144,6 +147,8 @@ class FrameBatcher:
                 continue
             batch = message.get("batch")
             frames = self.sent.pop(batch, None) or self.expired.pop(batch, None)
+            if (timer := self.timers.pop(batch, None)) is not None:
+                timer.cancel()
             if frames is None:  # answered twice (a message delivered twice), or very late
                 continue
             answers = {answer["key"]: answer for answer in message["answers"]}
