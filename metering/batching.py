@@ -19,6 +19,7 @@ import asyncio
 import itertools
 import logging
 import weakref
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -60,8 +61,9 @@ class FrameBatcher:
 
     def __init__(self, layer: BaseChannelLayer):
         self.layer = layer
-        self.keys = itertools.count(1)
-        self.waiting: list[_Frame] = []  # not yet sent
+        self.frame_keys = itertools.count(1)
+        self.batch_numbers = itertools.count(1)
+        self.waiting: deque[_Frame] = deque()  # not yet sent
         self.sent: dict[int, list[_Frame]] = {}  # batch number -> its frames, unanswered
         self.expired: dict[int, list[_Frame]] = {}  # unanswered, no longer holding a place
         self.timers: dict[int, asyncio.TimerHandle] = {}  # batch number -> its expiry
@@ -72,7 +74,7 @@ class FrameBatcher:
 
     def submit(self, meter_id: str, readings: list[dict[str, Any]], answer: Answer) -> None:
         """Queue a frame (readings in wire form); `answer` is awaited with its outcome."""
-        self.waiting.append(_Frame(next(self.keys), meter_id, readings, answer))
+        self.waiting.append(_Frame(next(self.frame_keys), meter_id, readings, answer))
         if not self._flush_scheduled:
             # After the frames already readable in this turn of the loop have queued too.
             self._flush_scheduled = True
@@ -96,7 +98,7 @@ class FrameBatcher:
                 self._listener = asyncio.ensure_future(self._listen())
         while self.waiting and len(self.sent) < settings.METERLINE_BATCHES_IN_FLIGHT:
             frames = self._take_batch()
-            batch = next(self.keys)
+            batch = next(self.batch_numbers)
             self.sent[batch] = frames
             message = {
                 "type": "rate.batch",
@@ -123,7 +125,7 @@ class FrameBatcher:
             size = len(self.waiting[0].readings)
             if frames and readings + size > MAX_BATCH_READINGS:
                 break
-            frames.append(self.waiting.pop(0))
+            frames.append(self.waiting.popleft())
             readings += size
         return frames
 
