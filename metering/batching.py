@@ -80,6 +80,11 @@ class FrameBatcher:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._flush_later)
 
+    @property
+    def flushing(self) -> bool:
+        """Whether a flush is scheduled or under way (submitted frames may not be sent yet)."""
+        return self._flush_scheduled or bool(self._tasks)
+
     def _flush_later(self) -> None:
         self._flush_scheduled = False
         self._spawn(self.flush())
@@ -179,3 +184,12 @@ def frame_batcher(layer: BaseChannelLayer) -> FrameBatcher:
     if layer not in per_layer:
         per_layer[layer] = FrameBatcher(layer)
     return per_layer[layer]
+
+
+def frame_batchers_forget() -> None:
+    """Stop and drop this event loop's batchers: for tests that flush the layer under them."""
+    for batcher in _batchers.pop(asyncio.get_running_loop(), {}).values():
+        if batcher._listener is not None:
+            batcher._listener.cancel()
+        for timer in batcher.timers.values():
+            timer.cancel()

@@ -7,6 +7,7 @@ from channels.layers import get_channel_layer
 from channels.routing import URLRouter
 from channels.testing import ApplicationCommunicator, WebsocketCommunicator
 
+from metering.batching import frame_batcher, frame_batchers_forget
 from routing.channels import RATING_CHANNEL
 from routing.websocket import websocket_urlpatterns
 from workers.rating import RatingConsumer
@@ -16,10 +17,15 @@ websocket_app = URLRouter(websocket_urlpatterns)
 
 @pytest.fixture(autouse=True)
 async def empty_layer():
-    """Each test starts with no queued messages and no groups."""
-    await get_channel_layer().flush()
+    """Each test starts with no queued messages, no groups and no batches out."""
+    await layer_emptied()
     yield
+    await layer_emptied()
+
+
+async def layer_emptied() -> None:
     await get_channel_layer().flush()
+    frame_batchers_forget()  # their batches and answer channel went with the flush
 
 
 def device(token: str | None = None, *, query: str = "") -> WebsocketCommunicator:
@@ -30,6 +36,14 @@ def device(token: str | None = None, *, query: str = "") -> WebsocketCommunicato
 def dashboard(account_id: str, token: str | None = None) -> WebsocketCommunicator:
     query = f"?token={token}" if token else ""
     return WebsocketCommunicator(websocket_app, f"/ws/accounts/{account_id}/{query}")
+
+
+async def frames_handed_on(timeout: float = 5) -> None:
+    """Wait until this loop's batcher has sent what it can of the frames submitted so far."""
+    batcher = frame_batcher(get_channel_layer())
+    async with asyncio.timeout(timeout):
+        while batcher.flushing:
+            await asyncio.sleep(0.001)
 
 
 async def rate_next_frame(timeout: float = 5) -> ApplicationCommunicator:

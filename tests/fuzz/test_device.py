@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from billing.models import Charge
 from routing.channels import RATING_CHANNEL
-from tests.consumers.conftest import device, rate_next_frame
+from tests.consumers.conftest import device, frames_handed_on, layer_emptied, rate_next_frame
 from tests.factories import make_account, make_meter, make_tariff
 from tests.fuzz.strategies import (
     CONTRACT_CODES,
@@ -103,6 +103,7 @@ class Device:
         kind = "bytes" if isinstance(frame, bytes) else "text"
         await self.client.send_input({"type": "websocket.receive", kind: frame})
         direct = await self._until_marker()
+        await frames_handed_on()
         rated: list[dict] = []
         if rating_queued():
             worker = await rate_next_frame()
@@ -165,7 +166,7 @@ async def assert_charged_exactly_the_acked(meter, session: Device) -> dict[str, 
 @FUZZ
 @given(sent=st.lists(raw_frames, min_size=1, max_size=4))
 async def test_any_frame_is_answered_and_nothing_refused_is_charged(sent):
-    await get_channel_layer().flush()
+    await layer_emptied()
     meter, token = await new_meter("delta")
     async with Device(token) as session:
         for frame in sent:
@@ -234,7 +235,7 @@ class Oracle:
 
 
 async def run_against_oracle(specs: list[FrameSpec], kind: str) -> None:
-    await get_channel_layer().flush()
+    await layer_emptied()
     meter, token = await new_meter(kind)
     oracle = Oracle(cumulative=kind == "cumulative")
     seconds = 0
@@ -287,7 +288,7 @@ async def test_cumulative_meter_verdicts_match_the_oracle(specs):
 
 
 async def test_an_id_refused_in_a_frame_is_not_a_duplicate_later_in_it():
-    await get_channel_layer().flush()
+    await layer_emptied()
     meter, token = await new_meter("cumulative")
     now = timezone.now()
 
@@ -307,7 +308,7 @@ async def test_an_id_refused_in_a_frame_is_not_a_duplicate_later_in_it():
 
 
 async def answers_to(frame: str) -> Answers:
-    await get_channel_layer().flush()
+    await layer_emptied()
     _, token = await new_meter("delta")
     async with Device(token, timeout=1) as session:
         return await session.exchange(frame)
