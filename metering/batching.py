@@ -52,6 +52,7 @@ Answer = Callable[[dict[str, Any]], Awaitable[None]]
 class _Frame:
     key: int
     meter_id: str
+    account_id: str
     readings: list[dict[str, Any]]
     answer: Answer
 
@@ -67,14 +68,18 @@ class FrameBatcher:
         self.sent: dict[int, list[_Frame]] = {}  # batch number -> its frames, unanswered
         self.expired: dict[int, list[_Frame]] = {}  # unanswered, no longer holding a place
         self.timers: dict[int, asyncio.TimerHandle] = {}  # batch number -> its expiry
+        self.accounts_out: dict[int, set[str]] = {}  # batch number -> the accounts in it
         self.answers_channel: str | None = None
         self._listener: asyncio.Task | None = None
         self._flush_scheduled = False
         self._tasks: set[asyncio.Future] = set()  # held, so the loop does not drop them
 
-    def submit(self, meter_id: str, readings: list[dict[str, Any]], answer: Answer) -> None:
+    def submit(
+        self, meter_id: str, account_id: str, readings: list[dict[str, Any]], answer: Answer
+    ) -> None:
         """Queue a frame (readings in wire form); `answer` is awaited with its outcome."""
-        self.waiting.append(_Frame(next(self.frame_keys), meter_id, readings, answer))
+        key = next(self.frame_keys)
+        self.waiting.append(_Frame(key, meter_id, account_id, readings, answer))
         if not self._flush_scheduled:
             # After the frames already readable in this turn of the loop have queued too.
             self._flush_scheduled = True
@@ -103,8 +108,11 @@ class FrameBatcher:
                 self._listener = asyncio.ensure_future(self._listen())
         while self.waiting and len(self.sent) < settings.METERLINE_BATCHES_IN_FLIGHT:
             frames = self._take_batch()
+            if not frames:  # every waiting frame's account has a batch out
+                return
             batch = next(self.batch_numbers)
             self.sent[batch] = frames
+            self.accounts_out[batch] = {frame.account_id for frame in frames}
             message = {
                 "type": "rate.batch",
                 "reply_to": self.answers_channel,
@@ -118,25 +126,37 @@ class FrameBatcher:
             except (ChannelFull, *LAYER_ERRORS) as error:
                 if not isinstance(error, ChannelFull):
                     logger.warning("could not hand a batch to the rating workers", exc_info=True)
-                del self.sent[batch]
+                self._place_freed(batch)
                 await self._answer_all(frames, {"busy": True})
                 continue
             loop = asyncio.get_running_loop()
             self.timers[batch] = loop.call_later(BATCH_EXPIRY_SECONDS, self._expire, batch)
 
     def _take_batch(self) -> list[_Frame]:
-        frames, readings = [], 0
-        while self.waiting:
-            size = len(self.waiting[0].readings)
-            if frames and readings + size > MAX_BATCH_READINGS:
-                break
-            frames.append(self.waiting.popleft())
+        """The waiting frames for the next batch, in arrival order: none of an account
+        with a batch out, and at most MAX_BATCH_READINGS readings (a frame is never split)."""
+        held = set().union(*self.accounts_out.values())
+        frames, readings, left = [], 0, deque()
+        for frame in self.waiting:
+            size = len(frame.readings)
+            if frame.account_id in held or (frames and readings + size > MAX_BATCH_READINGS):
+                held.add(frame.account_id)  # its later frames must not overtake it
+                left.append(frame)
+                continue
+            frames.append(frame)
             readings += size
+        self.waiting = left
         return frames
 
+    def _place_freed(self, batch: int) -> list[_Frame] | None:
+        """Forget batch `batch` as holding a place; its frames, if it still held one."""
+        self.accounts_out.pop(batch, None)
+        if (timer := self.timers.pop(batch, None)) is not None:
+            timer.cancel()
+        return self.sent.pop(batch, None)
+
     def _expire(self, batch: int) -> None:
-        self.timers.pop(batch, None)
-        frames = self.sent.pop(batch, None)
+        frames = self._place_freed(batch)
         if frames is not None:
             logger.warning("rating batch %d unanswered after %.0f s", batch, BATCH_EXPIRY_SECONDS)
             self.expired[batch] = frames
@@ -153,9 +173,7 @@ class FrameBatcher:
                 await asyncio.sleep(0.5)
                 continue
             batch = message.get("batch")
-            frames = self.sent.pop(batch, None) or self.expired.pop(batch, None)
-            if (timer := self.timers.pop(batch, None)) is not None:
-                timer.cancel()
+            frames = self._place_freed(batch) or self.expired.pop(batch, None)
             if frames is None:  # answered twice (a message delivered twice), or very late
                 continue
             answers = {answer["key"]: answer for answer in message["answers"]}

@@ -169,6 +169,7 @@ class DeviceConsumer(HotPathDispatch, AsyncWebsocketConsumer):
         self.in_flight[number] = time.monotonic()
         frame_batcher(self.channel_layer).submit(
             self.meter.id,
+            self.meter.account_id,
             [reading.to_wire() for reading in frame.readings],
             partial(self._frame_answered, number, ids),
         )

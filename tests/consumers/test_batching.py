@@ -19,6 +19,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 @database_sync_to_async
 def new_meters(count):
+    """`count` meters of one new account, with their device tokens."""
     account = make_account()
     tariff = make_tariff()
     return [make_meter(account, tariff) for _ in range(count)]
@@ -105,4 +106,27 @@ async def test_a_frame_that_breaks_rating_does_not_hold_up_the_rest_of_its_batch
     worker.stop()
     assert await charged_ids() == ["fine"]
     for client in clients:
+        await client.disconnect()
+
+
+async def test_an_account_has_one_batch_out_at_a_time_while_others_go_beside_it(settings):
+    settings.METERLINE_BATCHES_IN_FLIGHT = 2
+    [(_, mine)] = await new_meters(1)
+    [(_, theirs)] = await new_meters(1)  # another account
+    me, them = device(mine), device(theirs)
+    for client in (me, them):
+        assert (await client.connect())[0]
+    await me.send_to(text_data=reading("mine-1"))
+    first = await next_batch()
+    await me.send_to(text_data=reading("mine-2"))  # waits: its account's batch is out
+    await them.send_to(text_data=reading("theirs-1"))  # goes beside it
+    second = await next_batch()
+    assert [frame["readings"][0]["id"] for frame in second["frames"]] == ["theirs-1"]
+
+    worker = await rate_message(first)
+    assert json.loads(await me.receive_from(timeout=5))["ids"] == ["mine-1"]
+    third = await next_batch()
+    assert [frame["readings"][0]["id"] for frame in third["frames"]] == ["mine-2"]
+    worker.stop()
+    for client in (me, them):
         await client.disconnect()

@@ -7,7 +7,13 @@ from channels.db import database_sync_to_async
 from django.utils import timezone
 
 from billing.models import Charge
-from tests.consumers.conftest import closed_with, dashboard, device, rate_next_frame
+from tests.consumers.conftest import (
+    closed_with,
+    dashboard,
+    device,
+    frames_handed_on,
+    rate_next_frame,
+)
 from tests.factories import make_account, make_meter, make_operator_key, make_tariff
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -154,18 +160,23 @@ async def test_a_full_rating_channel_answers_busy_and_records_nothing(settings):
     layer = dict(settings.CHANNEL_LAYERS["default"])
     layer["CONFIG"] = {"capacity": 1}
     settings.CHANNEL_LAYERS = {"default": layer}  # channels rebuilds its layer on this change
-    meter, token = await new_meter()
-    client = device(token)
-    await client.connect()
-    await client.send_to(text_data=reading("fits"))
-    await client.send_to(text_data=reading("overflows"))
-    busy = json.loads(await client.receive_from())
+    first, first_token = await new_meter()
+    second, second_token = await new_meter()  # of another account: a batch of its own
+    clients = [device(first_token), device(second_token)]
+    for client in clients:
+        await client.connect()
+    await clients[0].send_to(text_data=reading("fits"))
+    await frames_handed_on()
+    await clients[1].send_to(text_data=reading("overflows"))
+    busy = json.loads(await clients[1].receive_from())
     assert busy == {"type": "busy", "ids": ["overflows"], "retry_after_ms": 500}
     worker = await rate_next_frame()
-    assert json.loads(await client.receive_from(timeout=5))["ids"] == ["fits"]
+    assert json.loads(await clients[0].receive_from(timeout=5))["ids"] == ["fits"]
     worker.stop()
-    assert [rid for rid, _ in await charges_of(meter)] == ["fits"]
-    await client.disconnect()
+    assert [rid for rid, _ in await charges_of(first)] == ["fits"]
+    assert await charges_of(second) == []
+    for client in clients:
+        await client.disconnect()
 
 
 async def test_a_second_connection_takes_over_and_the_first_is_closed_4409():
