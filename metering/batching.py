@@ -24,7 +24,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-import redis
 from channels.exceptions import ChannelFull
 from channels.layers import BaseChannelLayer
 from django.conf import settings
@@ -33,8 +32,6 @@ from routing.channels import RATING_CHANNEL
 
 logger = logging.getLogger(__name__)
 
-# What the channel layer raises when Redis is unreachable.
-LAYER_ERRORS = (redis.RedisError, OSError)
 # A batch unanswered this long is taken as lost and its place freed (a batch
 # of 5,000 readings is rated in well under a second; if a slow one expires,
 # the only cost is one more batch out at once) ...
@@ -121,16 +118,18 @@ class FrameBatcher:
                     {"key": f.key, "meter": f.meter_id, "readings": f.readings} for f in frames
                 ],
             }
+            # The expiry is armed first: whatever becomes of the send, the place comes back.
+            loop = asyncio.get_running_loop()
+            self.timers[batch] = loop.call_later(BATCH_EXPIRY_SECONDS, self._expire, batch)
             try:
-                await self.layer.send(RATING_CHANNEL, message)
-            except (ChannelFull, *LAYER_ERRORS) as error:
+                async with asyncio.timeout(BATCH_EXPIRY_SECONDS):
+                    await self.layer.send(RATING_CHANNEL, message)
+            except Exception as error:
                 if not isinstance(error, ChannelFull):
                     logger.warning("could not hand a batch to the rating workers", exc_info=True)
                 self._place_freed(batch)
+                self.expired.pop(batch, None)
                 await self._answer_all(frames, {"busy": True})
-                continue
-            loop = asyncio.get_running_loop()
-            self.timers[batch] = loop.call_later(BATCH_EXPIRY_SECONDS, self._expire, batch)
 
     def _take_batch(self) -> list[_Frame]:
         """The waiting frames for the next batch, in arrival order: none of an account
@@ -165,6 +164,7 @@ class FrameBatcher:
             self._spawn(self.flush())
 
     async def _listen(self) -> None:
+        """Receive the workers' answers for as long as the process lives."""
         while True:
             try:
                 message = await self.layer.receive(self.answers_channel)
@@ -172,14 +172,22 @@ class FrameBatcher:
                 logger.warning("receiving rating answers failed; retrying", exc_info=True)
                 await asyncio.sleep(0.5)
                 continue
-            batch = message.get("batch")
-            frames = self._place_freed(batch) or self.expired.pop(batch, None)
-            if frames is None:  # answered twice (a message delivered twice), or very late
-                continue
-            answers = {answer["key"]: answer for answer in message["answers"]}
-            await self.flush()  # the place just freed goes to the frames waiting
-            for frame in frames:
-                await self._answer(frame, answers.get(frame.key, {"busy": True}))
+            try:
+                await self._answered(message)
+            except Exception:
+                logger.exception(
+                    "handling the answer to rating batch %s failed", message.get("batch")
+                )
+
+    async def _answered(self, message: dict[str, Any]) -> None:
+        batch = message.get("batch")
+        frames = self._place_freed(batch) or self.expired.pop(batch, None)
+        if frames is None:  # answered twice (a message delivered twice), or very late
+            return
+        answers = {answer["key"]: answer for answer in message["answers"]}
+        await self.flush()  # the place just freed goes to the frames waiting
+        for frame in frames:
+            await self._answer(frame, answers.get(frame.key, {"busy": True}))
 
     async def _answer_all(self, frames: list[_Frame], answer: dict[str, Any]) -> None:
         for frame in frames:

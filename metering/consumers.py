@@ -13,6 +13,7 @@ from datetime import timedelta
 from functools import partial
 from urllib.parse import parse_qs, urlparse
 
+import redis
 from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.exceptions import ChannelFull
@@ -22,7 +23,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from billing.events import account_group, meter_group
-from metering.batching import LAYER_ERRORS, frame_batcher
+from metering.batching import frame_batcher
 from metering.connections import meter_connection_close, meter_connection_open
 from metering.ordering import EventOrder
 from metering.parsing import BUSY_RETRY_MS, ReadingError, parse_frame
@@ -42,6 +43,8 @@ CLOSE_FORBIDDEN = 4403
 CLOSE_REPLACED = 4409
 # A frame unanswered this long was lost by the channel layer (its expiry is 60 s).
 IN_FLIGHT_EXPIRY_SECONDS = 60
+# What the channel layer raises when Redis is unreachable.
+LAYER_ERRORS = (redis.RedisError, OSError)
 # How long a dashboard holds events back waiting for a missing earlier one.
 GAP_PATIENCE_SECONDS = 0.5
 
