@@ -68,9 +68,10 @@ async def stream(stack, token: str, prefix: str, stats: StreamStats) -> None:
                         ids = [queue.popleft() for _ in range(min(FRAME, len(queue)))]
                         ids = [i for i in ids if i not in stats.acked]
                         if ids:
+                            # Outstanding before the send: if the send fails, they are resent.
+                            outstanding.update(dict.fromkeys(ids, time.monotonic()))
                             frame = {"type": "batch", "readings": [readings[i] for i in ids]}
                             await send_json(ws, frame)
-                            outstanding.update(dict.fromkeys(ids, time.monotonic()))
                     try:
                         reply = await recv_json(ws, 1.0)
                     except TimeoutError:
