@@ -155,6 +155,7 @@ class _Batch:
         # (account, meter, period start) -> the charges for one dashboard event
         self.charged: dict[tuple[str, str, datetime], list[_Charged]] = defaultdict(list)
         self.registers_moved: set[str] = set()
+        self._placed: dict[tuple[str, datetime], tuple[datetime, datetime, bool]] = {}
         self.periods = _PeriodUsages()
         self.periods.load(
             {
@@ -217,15 +218,22 @@ class _Batch:
             result.ids.append(reading.id)
 
     def _period_of(self, account: Account, reading: ReadingIn) -> tuple[datetime, datetime, bool]:
-        """The period a reading is charged in (one dated in an invoiced period: the open one)."""
-        late = account.closed_until is not None and reading.ts < account.closed_until
-        start, end = period_bounds(
-            self.now if late else reading.ts,
-            timezone=account.timezone,
-            billing_period=account.billing_period,
-            closed_until=account.closed_until,
-        )
-        return start, end, late
+        """The period a reading is charged in (one dated in an invoiced period: the open one).
+
+        Worked out once per account and timestamp: for loading the batch's
+        period rows, and again when the reading is rated.
+        """
+        key = (account.id, reading.ts)
+        if key not in self._placed:
+            late = account.closed_until is not None and reading.ts < account.closed_until
+            start, end = period_bounds(
+                self.now if late else reading.ts,
+                timezone=account.timezone,
+                billing_period=account.billing_period,
+                closed_until=account.closed_until,
+            )
+            self._placed[key] = (start, end, late)
+        return self._placed[key]
 
     def save(self) -> dict[str, list[dict[str, Any]]]:
         """Write the batch; return each account's dashboard events."""
