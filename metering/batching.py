@@ -36,8 +36,9 @@ logger = logging.getLogger(__name__)
 # of 5,000 readings is rated in well under a second; if a slow one expires,
 # the only cost is one more batch out at once) ...
 BATCH_EXPIRY_SECONDS = 5.0
-# ... though a late answer still reaches its devices until the layer's own expiry.
-LATE_ANSWER_SECONDS = 60.0
+# ... though a late answer still reaches its devices until the channel layer's
+# own message expiry (channels-redis's default), after which none can come.
+LAYER_EXPIRY_SECONDS = 60
 # Readings in one batch message at most (a frame is never split).
 MAX_BATCH_READINGS = 5000
 
@@ -65,7 +66,6 @@ class FrameBatcher:
         self.sent: dict[int, list[_Frame]] = {}  # batch number -> its frames, unanswered
         self.expired: dict[int, list[_Frame]] = {}  # unanswered, no longer holding a place
         self.timers: dict[int, asyncio.TimerHandle] = {}  # batch number -> its expiry
-        self.accounts_out: dict[int, set[str]] = {}  # batch number -> the accounts in it
         self.answers_channel: str | None = None
         self._listener: asyncio.Task | None = None
         self._flush_scheduled = False
@@ -86,6 +86,13 @@ class FrameBatcher:
     def flushing(self) -> bool:
         """Whether a flush is scheduled or under way (submitted frames may not be sent yet)."""
         return self._flush_scheduled or bool(self._tasks)
+
+    def close(self) -> None:
+        """Stop listening for answers and drop every batch out (its frames go unanswered)."""
+        if self._listener is not None:
+            self._listener.cancel()
+        for timer in self.timers.values():
+            timer.cancel()
 
     def _flush_later(self) -> None:
         self._flush_scheduled = False
@@ -109,7 +116,6 @@ class FrameBatcher:
                 return
             batch = next(self.batch_numbers)
             self.sent[batch] = frames
-            self.accounts_out[batch] = {frame.account_id for frame in frames}
             message = {
                 "type": "rate.batch",
                 "reply_to": self.answers_channel,
@@ -134,7 +140,7 @@ class FrameBatcher:
     def _take_batch(self) -> list[_Frame]:
         """The waiting frames for the next batch, in arrival order: none of an account
         with a batch out, and at most MAX_BATCH_READINGS readings (a frame is never split)."""
-        held = set().union(*self.accounts_out.values())
+        held = {frame.account_id for frames in self.sent.values() for frame in frames}
         frames, readings, left = [], 0, deque()
         for frame in self.waiting:
             size = len(frame.readings)
@@ -149,7 +155,6 @@ class FrameBatcher:
 
     def _place_freed(self, batch: int) -> list[_Frame] | None:
         """Forget batch `batch` as holding a place; its frames, if it still held one."""
-        self.accounts_out.pop(batch, None)
         if (timer := self.timers.pop(batch, None)) is not None:
             timer.cancel()
         return self.sent.pop(batch, None)
@@ -160,7 +165,7 @@ class FrameBatcher:
             logger.warning("rating batch %d unanswered after %.0f s", batch, BATCH_EXPIRY_SECONDS)
             self.expired[batch] = frames
             loop = asyncio.get_running_loop()
-            loop.call_later(LATE_ANSWER_SECONDS, self.expired.pop, batch, None)
+            loop.call_later(LAYER_EXPIRY_SECONDS, self.expired.pop, batch, None)
             self._spawn(self.flush())
 
     async def _listen(self) -> None:
@@ -215,7 +220,4 @@ def frame_batcher(layer: BaseChannelLayer) -> FrameBatcher:
 def frame_batchers_forget() -> None:
     """Stop and drop this event loop's batchers: for tests that flush the layer under them."""
     for batcher in _batchers.pop(asyncio.get_running_loop(), {}).values():
-        if batcher._listener is not None:
-            batcher._listener.cancel()
-        for timer in batcher.timers.values():
-            timer.cancel()
+        batcher.close()

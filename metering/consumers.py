@@ -23,7 +23,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from billing.events import account_group, meter_group
-from metering.batching import frame_batcher
+from metering.batching import LAYER_EXPIRY_SECONDS, frame_batcher
 from metering.connections import meter_connection_close, meter_connection_open
 from metering.ordering import EventOrder
 from metering.parsing import BUSY_RETRY_MS, ReadingError, parse_frame
@@ -41,8 +41,6 @@ CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
 # A newer connection of the same meter took over (Meterline's extension).
 CLOSE_REPLACED = 4409
-# A frame unanswered this long was lost by the channel layer (its expiry is 60 s).
-IN_FLIGHT_EXPIRY_SECONDS = 60
 # What the channel layer raises when Redis is unreachable.
 LAYER_ERRORS = (redis.RedisError, OSError)
 # How long a dashboard holds events back waiting for a missing earlier one.
@@ -178,7 +176,8 @@ class DeviceConsumer(HotPathDispatch, AsyncWebsocketConsumer):
         )
 
     def _window_open(self) -> bool:
-        expired = time.monotonic() - IN_FLIGHT_EXPIRY_SECONDS
+        # A frame unanswered this long was lost: no answer comes after the layer's expiry.
+        expired = time.monotonic() - LAYER_EXPIRY_SECONDS
         for frame, sent_at in list(self.in_flight.items()):
             if sent_at < expired:
                 del self.in_flight[frame]
