@@ -1,16 +1,20 @@
-"""Which device connection a meter has open, for the dashboards' online dots."""
+"""Which device connection a meter has open, and in which web process, for the online dots."""
 
 from django.db import transaction
 
 from metering.models import Meter
+from metering.presence import PROCESS_ID, web_presence_start
 
 
 def meter_connection_open(*, meter_id: str, channel_name: str) -> str:
-    """Make this the meter's connection; returns the one it replaces ("" if none)."""
+    """Make this the meter's connection, held by this web process (whose presence is
+    kept from now on, see metering/presence.py); returns the one it replaces ("" if none)."""
+    web_presence_start()
     with transaction.atomic():
         meter = Meter.objects.select_for_update().only("connection").get(pk=meter_id)
         previous, meter.connection = meter.connection, channel_name
-        meter.save(update_fields=["connection"])
+        meter.connection_process = PROCESS_ID
+        meter.save(update_fields=["connection", "connection_process"])
     return previous if previous != channel_name else ""
 
 

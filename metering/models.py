@@ -26,11 +26,23 @@ class Meter(models.Model):
     # Cumulative meters: the register of the latest reading, the baseline for the next.
     last_value = ExactDecimalField(null=True, blank=True, **QUANTITY)
     last_ts = models.DateTimeField(null=True, blank=True)
-    # The device connection currently open, if any ("" when offline).
+    # The device connection currently open, if any ("" when offline), and the
+    # web process holding it (metering/presence.py: offline when that process dies).
     connection = models.CharField(max_length=200, blank=True, default="")
+    connection_process = models.CharField(max_length=100, blank=True, default="")
 
     def __str__(self) -> str:
         return f"{self.name} ({self.id})"
+
+
+class WebProcess(models.Model):
+    """A web process that holds device connections, and when it last said it was alive."""
+
+    id = models.CharField(primary_key=True, max_length=100)
+    seen_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return self.id
 
 
 class MeterTariff(models.Model):

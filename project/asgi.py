@@ -12,10 +12,12 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from project.redaction import redact_daphne_access_log  # noqa: E402
+from project.shutdown import close_websockets_on_shutdown  # noqa: E402
 from routing.channels import channel_router  # noqa: E402
 from routing.websocket import websocket_urlpatterns  # noqa: E402
 
 redact_daphne_access_log()
+close_websockets_on_shutdown()
 
 application = ProtocolTypeRouter(
     {

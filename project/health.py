@@ -22,9 +22,8 @@ _clients: dict[str, redis.Redis] = {}
 _clients_lock = threading.Lock()
 
 
-def _redis() -> redis.Redis:
-    """One client (and connection pool) per REDIS_URL, made on first use, not at import."""
-    url = settings.REDIS_URL
+def _redis(url: str) -> redis.Redis:
+    """One client (and connection pool) per Redis URL, made on first use, not at import."""
     with _clients_lock:
         client = _clients.get(url)
         if client is None:
@@ -45,11 +44,12 @@ def _database_ok() -> bool:
 
 
 def _redis_workers() -> int | None:
-    """Live rating workers (their heartbeat keys), or None when Redis does not answer."""
+    """Live rating workers (their heartbeat keys, on the first Redis), or None when
+    any Redis server of the channel layer's shards does not answer."""
     try:
-        client = _redis()
-        client.ping()
-        return workers_alive(client)
+        for url in settings.REDIS_URLS:
+            _redis(url).ping()
+        return workers_alive(_redis(settings.REDIS_URLS[0]))
     except Exception:
         logger.exception("healthz: redis check failed")
         return None

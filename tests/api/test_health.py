@@ -24,8 +24,9 @@ def redis_server(tmp_path_factory):
 @pytest.fixture
 def redis_url(redis_server):
     redis_server.flushall()
-    with override_settings(REDIS_URL=f"unix://{redis_server.socket_file}"):
-        yield
+    url = f"unix://{redis_server.socket_file}"
+    with override_settings(REDIS_URL=url, REDIS_URLS=[url]):
+        yield url
 
 
 def test_healthy(redis_url, redis_server):
@@ -49,7 +50,7 @@ def test_needs_no_api_key(redis_url):
     "url", ["unix:///nonexistent/redis.sock", "redis://127.0.0.1:1/0", "nonsense://x"]
 )
 def test_unreachable_redis_is_503(url):
-    with override_settings(REDIS_URL=url):
+    with override_settings(REDIS_URL=url, REDIS_URLS=[url]):
         response = Client().get("/healthz")
     assert response.status_code == 503
     assert response.json() == {
@@ -58,3 +59,11 @@ def test_unreachable_redis_is_503(url):
         "redis": "error",
         "workers": 0,
     }
+
+
+def test_every_shard_must_answer(redis_url):
+    """REDIS_URL naming several servers shards the channel layer: one of them down is a 503."""
+    with override_settings(REDIS_URLS=[redis_url, "redis://127.0.0.1:1/0"]):
+        response = Client().get("/healthz")
+    assert response.status_code == 503
+    assert response.json()["redis"] == "error"
