@@ -8,6 +8,7 @@ from pathlib import Path
 import dj_database_url
 
 from project.env import env_bool, env_int, env_list, env_str, local_secret_key
+from project.logging import log_format, process_role
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -211,11 +212,30 @@ WHITENOISE_USE_FINDERS = True
 # ...and STATIC_ROOT exists only after a collectstatic, which WhiteNoise warns of at each start.
 warnings.filterwarnings("ignore", message=f"No directory at: {re.escape(str(STATIC_ROOT))}")
 
+# LOG_FORMAT=json: one JSON object per line in every process (project/logging.py),
+# each naming its role (web, worker, celery, beat, manage; METERLINE_ROLE overrides).
+LOG_FORMAT = log_format()
+METERLINE_ROLE = process_role()
+LOGGING_CONFIG = "project.logging.configure"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"role": {"()": "project.logging.RoleFilter", "role": METERLINE_ROLE}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "project.logging.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "json" if LOG_FORMAT == "json" else "plain",
+            "filters": ["role"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {"django.channels.server": {"level": "WARNING"}},
 }
+if LOG_FORMAT == "json":
+    # Django's own handlers (a text console when DEBUG is on, runserver's
+    # request lines) would print text: their records go to the root handler.
+    LOGGING["loggers"] |= {"django": {}, "django.server": {"propagate": True}}

@@ -44,6 +44,16 @@ class Command(BaseCommand):
             help="seconds to finish the message in hand after SIGTERM",
         )
 
+    def execute(self, *args, **options):
+        try:
+            return super().execute(*args, **options)
+        except CommandError as error:
+            if getattr(settings, "LOG_FORMAT", "text") != "json":
+                raise
+            # Django would print "CommandError: ..." as text on stderr.
+            logger.error("%s", error)
+            raise SystemExit(error.returncode) from None
+
     def handle(self, *args, channels, grace, **options):
         if get_channel_layer() is None:
             raise CommandError("no channel layer is configured (CHANNEL_LAYERS)")
