@@ -11,6 +11,8 @@ from typing import Any
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
+from project.metrics import LAYER_GROUP_SEND_ERRORS
+
 logger = logging.getLogger(__name__)
 
 
@@ -29,4 +31,9 @@ def dashboard_publish(*, account_id: str, events: list[dict[str, Any]]) -> None:
             account_group(account_id), {"type": "dashboard.events", "events": events}
         )
     except Exception:
-        logger.exception("dashboard events for account %s were not published", account_id)
+        LAYER_GROUP_SEND_ERRORS.inc()
+        logger.exception(
+            "dashboard events for account %s were not published",
+            account_id,
+            extra={"account": account_id},
+        )

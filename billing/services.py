@@ -29,6 +29,7 @@ from billing.pricing import EXACT, PricingModel, RatedLine, rate, round6
 from billing.tariffs import pricing_model
 from metering.models import Meter, MeterTariff, Reading
 from metering.parsing import ReadingError, ReadingIn
+from project.metrics import readings_rated
 
 # A money column has 24 digits before the point; a period stays well inside.
 MAX_PERIOD_AMOUNT = Decimal(10) ** 23
@@ -103,6 +104,16 @@ def frames_rate(frames: Sequence[FrameIn], *, publish: bool = True) -> BatchResu
                     continue
                 batch.rate(meter, frame.readings, result)
         events = batch.save()
+        # Counted at commit: a batch rolled back counts nothing, a resend counts as duplicate.
+        transaction.on_commit(
+            partial(
+                readings_rated,
+                charged=sum(len(result.ids) for result in results),
+                duplicates=sum(len(result.duplicates) for result in results),
+                refused=sum(len(result.errors) for result in results),
+            ),
+            robust=True,
+        )
         for account_id, account_events in events.items() if publish else ():
             transaction.on_commit(
                 partial(dashboard_publish, account_id=account_id, events=account_events),

@@ -28,6 +28,7 @@ from channels.exceptions import ChannelFull
 from channels.layers import BaseChannelLayer
 from django.conf import settings
 
+from project.metrics import LAYER_RECEIVE_ERRORS, LAYER_SEND_ERRORS
 from routing.channels import RATING_CHANNEL
 
 logger = logging.getLogger(__name__)
@@ -131,8 +132,14 @@ class FrameBatcher:
                 async with asyncio.timeout(BATCH_EXPIRY_SECONDS):
                     await self.layer.send(RATING_CHANNEL, message)
             except Exception as error:
+                LAYER_SEND_ERRORS.inc()
                 if not isinstance(error, ChannelFull):
-                    logger.warning("could not hand a batch to the rating workers", exc_info=True)
+                    logger.warning(
+                        "could not hand batch %d to the rating workers",
+                        batch,
+                        exc_info=True,
+                        extra={"batch": batch},
+                    )
                 self._place_freed(batch)
                 self.expired.pop(batch, None)
                 await self._answer_all(frames, {"busy": True})
@@ -162,7 +169,12 @@ class FrameBatcher:
     def _expire(self, batch: int) -> None:
         frames = self._place_freed(batch)
         if frames is not None:
-            logger.warning("rating batch %d unanswered after %.0f s", batch, BATCH_EXPIRY_SECONDS)
+            logger.warning(
+                "rating batch %d unanswered after %.0f s",
+                batch,
+                BATCH_EXPIRY_SECONDS,
+                extra={"batch": batch},
+            )
             self.expired[batch] = frames
             loop = asyncio.get_running_loop()
             loop.call_later(LAYER_EXPIRY_SECONDS, self.expired.pop, batch, None)
@@ -174,6 +186,7 @@ class FrameBatcher:
             try:
                 message = await self.layer.receive(self.answers_channel)
             except Exception:
+                LAYER_RECEIVE_ERRORS.inc()
                 logger.warning("receiving rating answers failed; retrying", exc_info=True)
                 await asyncio.sleep(0.5)
                 continue
@@ -181,7 +194,9 @@ class FrameBatcher:
                 await self._answered(message)
             except Exception:
                 logger.exception(
-                    "handling the answer to rating batch %s failed", message.get("batch")
+                    "handling the answer to rating batch %s failed",
+                    message.get("batch"),
+                    extra={"batch": message.get("batch")},
                 )
 
     async def _answered(self, message: dict[str, Any]) -> None:
@@ -202,7 +217,11 @@ class FrameBatcher:
         try:
             await frame.answer(answer)
         except Exception:
-            logger.exception("answering a device frame failed")
+            logger.exception(
+                "answering a device frame of meter %s failed",
+                frame.meter_id,
+                extra={"meter": frame.meter_id, "account": frame.account_id},
+            )
 
 
 # Per event loop, per layer: a test may run several of each.

@@ -17,6 +17,7 @@ from django.views.decorators.http import require_POST
 from billing.services import readings_rate
 from metering.parsing import BUSY_RETRY_MS, ReadingError, batch_items, decode_json, parse_readings
 from metering.selectors import meter_for_token
+from project.metrics import BUSY_ANSWERS, READINGS_BUSY, READINGS_REFUSED
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +51,7 @@ def readings_ingest(request: HttpRequest, meter_id: str) -> JsonResponse:
             raise ReadingError(None, "invalid_message", 'the body must be {"readings": [...]}')
         items = batch_items(body.get("readings"), max_batch=settings.METERLINE_MAX_BATCH)
     except ReadingError as error:
+        READINGS_REFUSED.inc()  # the whole body, in one error
         return _answer(413 if error.code == "too_large" else 400, errors=[error])
     frame = parse_readings(
         items,
@@ -57,12 +59,20 @@ def readings_ingest(request: HttpRequest, meter_id: str) -> JsonResponse:
         now=timezone.now(),
         max_future=timedelta(seconds=settings.METERLINE_MAX_FUTURE_SECONDS),
     )
+    if frame.errors:
+        READINGS_REFUSED.inc(len(frame.errors))
     if not frame.readings:
         return _answer(200, errors=frame.errors)
     try:
         result = readings_rate(meter_id=meter.id, readings=frame.readings)
     except DatabaseError:
-        logger.exception("HTTP ingest for meter %s failed; answering 503", meter.id)
+        READINGS_BUSY.inc(len(frame.readings))
+        BUSY_ANSWERS.inc()
+        logger.exception(
+            "HTTP ingest for meter %s failed; answering 503",
+            meter.id,
+            extra={"meter": meter.id, "account": meter.account_id},
+        )
         retry = max(1, BUSY_RETRY_MS // 1000)
         return JsonResponse(
             {"detail": "busy: nothing was recorded, resend later"},

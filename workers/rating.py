@@ -9,6 +9,7 @@ raising: an exception would end runworker and drop every message it holds.
 """
 
 import logging
+import time
 from collections import defaultdict
 from typing import Any
 
@@ -19,6 +20,7 @@ from channels.layers import get_channel_layer
 from billing.events import dashboard_publish
 from billing.services import FrameIn, RatingResult, frames_rate
 from metering.parsing import ReadingIn
+from project.metrics import LAYER_SEND_ERRORS, RATING_BATCH_READINGS, RATING_BATCH_SECONDS
 
 logger = logging.getLogger(__name__)
 
@@ -30,14 +32,22 @@ class RatingConsumer(SyncConsumer):
 
     def rate_batch(self, message: dict) -> None:
         frames = message.get("frames", [])
+        batch = message.get("batch")
+        started = time.perf_counter()
         try:
             answers, events = _rate(frames)
         except Exception:
-            logger.exception("rating a batch of %d frames failed; rating them alone", len(frames))
+            logger.exception(
+                "rating a batch of %d frames failed; rating them alone",
+                len(frames),
+                extra={"batch": batch},
+            )
             answers, events = _rate_one_by_one(frames)
+        RATING_BATCH_SECONDS.observe(time.perf_counter() - started)
+        RATING_BATCH_READINGS.observe(sum(len(frame.get("readings", ())) for frame in frames))
         self._reply(
             message.get("reply_to"),
-            {"type": "rating.answers", "batch": message.get("batch"), "answers": answers},
+            {"type": "rating.answers", "batch": batch, "answers": answers},
         )
         # Committed and answered: now the dashboards.
         for account_id, account_events in events.items():
@@ -50,7 +60,10 @@ class RatingConsumer(SyncConsumer):
             async_to_sync(get_channel_layer().send)(reply_to, message)
         except Exception:
             # The charges are committed; the devices resend and hear "duplicates".
-            logger.warning("could not answer %s", reply_to, exc_info=True)
+            LAYER_SEND_ERRORS.inc()
+            logger.warning(
+                "could not answer %s", reply_to, exc_info=True, extra={"batch": message["batch"]}
+            )
 
 
 def _rate(frames: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, list]]:
@@ -75,7 +88,9 @@ def _rate_one_by_one(frames: list[dict[str, Any]]) -> tuple[list[dict[str, Any]]
             answered, frame_events = _rate([frame])
         except Exception:
             logger.exception(
-                "rating a frame of meter %s failed; answering busy", frame.get("meter")
+                "rating a frame of meter %s failed; answering busy",
+                frame.get("meter"),
+                extra={"meter": frame.get("meter")},
             )
             answers.append({"key": frame.get("key"), "busy": True})
             continue

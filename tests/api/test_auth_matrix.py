@@ -58,6 +58,7 @@ ENDPOINTS = {
     "meter detail": Endpoint("get", "/api/v1/meters/{meter}/"),
     "meter update": Endpoint("patch", "/api/v1/meters/{meter}/", {"active": False}),
     "meter rotate token": Endpoint("post", "/api/v1/meters/{meter}/rotate-token/"),
+    "metrics": Endpoint("get", "/metrics"),
 }
 PUBLIC = {
     "healthz": "/healthz",
@@ -160,7 +161,9 @@ def test_the_matrix_covers_every_route():
             else:
                 yield prefix + str(entry.pattern)
 
-    routes = {p for p in patterns(get_resolver()) if p.startswith("api/") or p == "healthz"}
+    routes = {
+        p for p in patterns(get_resolver()) if p.startswith("api/") or p in ("healthz", "metrics")
+    }
     covered = {
         "api/v1/accounts/",
         "api/v1/accounts/<str:account_id>/",
@@ -180,6 +183,7 @@ def test_the_matrix_covers_every_route():
         "api/schema/",
         "api/docs/",
         "healthz",
+        "metrics",
     }
     assert routes == covered
 
