@@ -29,10 +29,20 @@ from metering.ordering import EventOrder
 from metering.parsing import BUSY_RETRY_MS, ReadingError, parse_frame
 from metering.selectors import (
     Access,
+    account_event_seq,
     account_snapshot,
     dashboard_access,
     dashboard_session_access,
     meter_for_token,
+)
+from project.metrics import (
+    ACK_SECONDS,
+    BUSY_ANSWERS,
+    DASHBOARD_CONNECTIONS,
+    DEVICE_CONNECTIONS,
+    LAYER_SEND_ERRORS,
+    READINGS_BUSY,
+    READINGS_REFUSED,
 )
 
 logger = logging.getLogger(__name__)
@@ -43,8 +53,11 @@ CLOSE_FORBIDDEN = 4403
 CLOSE_REPLACED = 4409
 # What the channel layer raises when Redis is unreachable.
 LAYER_ERRORS = (redis.RedisError, OSError)
-# How long a dashboard holds events back waiting for a missing earlier one.
+# How long a dashboard holds events back waiting for a missing earlier one,
+# before it sends a fresh snapshot instead.
 GAP_PATIENCE_SECONDS = 0.5
+# How often a dashboard rejoins its account's group and checks it missed nothing.
+GROUP_REFRESH_SECONDS = 5.0
 
 
 def bearer_token(scope) -> str | None:
@@ -87,7 +100,28 @@ class HotPathDispatch:
             await super().dispatch(message)
 
 
-class DeviceConsumer(HotPathDispatch, AsyncWebsocketConsumer):
+class ConnectionGauge:
+    """Counts the connection in `gauge` from `_connection_counted()` until the consumer
+    ends, whichever way it ends (a handler that raises never reaches `disconnect`)."""
+
+    gauge = None
+    counted = False
+
+    async def __call__(self, scope, receive, send):
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            if self.counted:
+                self.gauge.dec()
+
+    def _connection_counted(self) -> None:
+        if not self.counted:
+            self.counted = True
+            self.gauge.inc()
+
+
+class DeviceConsumer(ConnectionGauge, HotPathDispatch, AsyncWebsocketConsumer):
+    gauge = DEVICE_CONNECTIONS
     no_database = frozenset({"websocket.receive"})
     meter = None
 
@@ -120,6 +154,7 @@ class DeviceConsumer(HotPathDispatch, AsyncWebsocketConsumer):
             await self.close(code=CLOSE_UNAUTHENTICATED if again is None else CLOSE_FORBIDDEN)
             return
         self.meter = meter
+        self._connection_counted()
         previous = await database_sync_to_async(meter_connection_open)(
             meter_id=meter.id, channel_name=self.channel_name
         )
@@ -143,6 +178,7 @@ class DeviceConsumer(HotPathDispatch, AsyncWebsocketConsumer):
     async def receive(self, text_data=None, bytes_data=None):
         if self.meter is None:
             return
+        arrived = time.perf_counter()
         try:
             frame = parse_frame(
                 text_data if text_data is not None else bytes_data,
@@ -153,8 +189,11 @@ class DeviceConsumer(HotPathDispatch, AsyncWebsocketConsumer):
                 max_future=timedelta(seconds=settings.METERLINE_MAX_FUTURE_SECONDS),
             )
         except ReadingError as error:
+            READINGS_REFUSED.inc()  # the whole frame, in one error
             await self._send(error.to_message())
             return
+        if frame.errors:
+            READINGS_REFUSED.inc(len(frame.errors))
         for error in frame.errors:
             await self._send(error.to_message())
         if not frame.readings:
@@ -172,7 +211,7 @@ class DeviceConsumer(HotPathDispatch, AsyncWebsocketConsumer):
             self.meter.id,
             self.meter.account_id,
             [reading.to_wire() for reading in frame.readings],
-            partial(self._frame_answered, number, ids),
+            partial(self._frame_answered, number, ids, arrived),
         )
 
     def _window_open(self) -> bool:
@@ -183,8 +222,11 @@ class DeviceConsumer(HotPathDispatch, AsyncWebsocketConsumer):
                 del self.in_flight[frame]
         return len(self.in_flight) < settings.METERLINE_MAX_IN_FLIGHT
 
-    async def _frame_answered(self, number: int, ids: list[str], answer: dict) -> None:
-        """A rating worker's answer to frame `number` (metering/batching.py)."""
+    async def _frame_answered(
+        self, number: int, ids: list[str], arrived: float, answer: dict
+    ) -> None:
+        """A rating worker's answer to frame `number` (metering/batching.py), which
+        reached `receive` at `arrived` (perf_counter)."""
         self.in_flight.pop(number, None)
         if self.meter is None:  # the device has gone; it resends on its next connection
             return
@@ -195,6 +237,7 @@ class DeviceConsumer(HotPathDispatch, AsyncWebsocketConsumer):
             await self._send(
                 {"type": "ack", "ids": answer["ids"], "duplicates": answer["duplicates"]}
             )
+            ACK_SECONDS.observe(time.perf_counter() - arrived)
         for error in answer["errors"]:
             await self._send(error)
 
@@ -207,13 +250,19 @@ class DeviceConsumer(HotPathDispatch, AsyncWebsocketConsumer):
         await self.close(code=CLOSE_REPLACED)
 
     async def _send_busy(self, ids: list[str]) -> None:
+        READINGS_BUSY.inc(len(ids))
+        BUSY_ANSWERS.inc()
         await self._send({"type": "busy", "ids": ids, "retry_after_ms": BUSY_RETRY_MS})
 
     async def _tell(self, channel: str, message: dict) -> None:
         try:
             await self.channel_layer.send(channel, message)
         except (ChannelFull, *LAYER_ERRORS):
-            logger.warning("could not reach connection %s", channel, exc_info=True)
+            LAYER_SEND_ERRORS.inc()
+            meter = self.meter.id if self.meter is not None else None
+            logger.warning(
+                "could not reach connection %s", channel, exc_info=True, extra={"meter": meter}
+            )
 
     async def _send(self, message: dict) -> None:
         await self.send(text_data=json.dumps(message))
@@ -226,11 +275,17 @@ class DeviceConsumer(HotPathDispatch, AsyncWebsocketConsumer):
         )
 
 
-class DashboardConsumer(HotPathDispatch, AsyncWebsocketConsumer):
-    no_database = frozenset({"websocket.receive", "dashboard.events", "dashboard.gap"})
+class DashboardConsumer(ConnectionGauge, HotPathDispatch, AsyncWebsocketConsumer):
+    gauge = DASHBOARD_CONNECTIONS
+    no_database = frozenset({"websocket.receive", "dashboard.events"})
     group = None
     order: EventOrder | None = None
-    gap_timer: asyncio.TimerHandle | None = None
+    # The account's event number a refresh ago: what should have arrived by now.
+    committed_before = 0
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.timers: dict[str, asyncio.TimerHandle] = {}  # message type -> pending wake-up
 
     async def connect(self):
         account_id = self.scope["url_route"]["kwargs"]["account_id"]
@@ -254,15 +309,17 @@ class DashboardConsumer(HotPathDispatch, AsyncWebsocketConsumer):
             return
         # Join before taking the snapshot, so no charge falls between the two;
         # the events the snapshot already counts are dropped by their number.
+        self.account_id = account_id
         self.group = account_group(account_id)
+        self._connection_counted()
         await self.channel_layer.group_add(self.group, self.channel_name)
-        snapshot = await database_sync_to_async(account_snapshot)(account_id=account_id)
+        snapshot = await self._send_snapshot()
         self.order = EventOrder(after=snapshot["seq"])
-        await self._send(snapshot)
+        self._wake_later("dashboard.refresh", GROUP_REFRESH_SECONDS)
 
     async def disconnect(self, code):
-        if self.gap_timer is not None:
-            self.gap_timer.cancel()
+        for timer in self.timers.values():
+            timer.cancel()
         if self.group:
             await self.channel_layer.group_discard(self.group, self.channel_name)
 
@@ -279,21 +336,45 @@ class DashboardConsumer(HotPathDispatch, AsyncWebsocketConsumer):
         self._wait_out_gap()
 
     async def dashboard_gap(self, message):
-        """The patience for a missing event ran out: go on without it."""
-        self.gap_timer = None
+        """The patience for a missing event ran out: a fresh snapshot counts it."""
+        self.timers.pop("dashboard.gap", None)
         if self.order.next == message["next"]:
-            for ready in self.order.skip_gap():
-                await self._send(ready)
+            await self._resync()
         self._wait_out_gap()
 
+    async def dashboard_refresh(self, message):
+        """Stay in the account's group (a restarted Redis shard forgets its groups), and
+        catch up if events committed a whole refresh ago have still not arrived."""
+        self.timers.pop("dashboard.refresh", None)
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        committed = await database_sync_to_async(account_event_seq)(account_id=self.account_id)
+        if self.committed_before >= self.order.next and not self.order.waiting:
+            await self._resync()
+        self.committed_before = committed
+        self._wake_later("dashboard.refresh", GROUP_REFRESH_SECONDS)
+
+    async def _resync(self) -> None:
+        snapshot = await self._send_snapshot()
+        for ready in self.order.rebase(after=snapshot["seq"]):
+            await self._send(ready)
+
+    async def _send_snapshot(self) -> dict:
+        snapshot = await database_sync_to_async(account_snapshot)(account_id=self.account_id)
+        await self._send(snapshot)
+        return snapshot
+
     def _wait_out_gap(self) -> None:
-        if not self.order.waiting or self.gap_timer is not None:
+        if self.order.waiting:
+            self._wake_later("dashboard.gap", GAP_PATIENCE_SECONDS, next=self.order.next)
+
+    def _wake_later(self, kind: str, delay: float, **fields) -> None:
+        """Send ourselves `kind` after `delay` (unless one is pending), through our own
+        channel, so that it is handled in turn with the events."""
+        if kind in self.timers:
             return
-        # Through our own channel, so the timeout is handled in turn with events.
-        wake = {"type": "dashboard.gap", "next": self.order.next}
-        self.gap_timer = asyncio.get_running_loop().call_later(
-            GAP_PATIENCE_SECONDS,
-            lambda: asyncio.ensure_future(self.channel_layer.send(self.channel_name, wake)),
+        wake = {"type": kind, **fields}
+        self.timers[kind] = asyncio.get_running_loop().call_later(
+            delay, lambda: asyncio.ensure_future(self.channel_layer.send(self.channel_name, wake))
         )
 
     async def _send(self, message: dict) -> None:
