@@ -4,7 +4,8 @@ Frames of one account commit one at a time (the account lock), but two
 workers publish after their commits and the later one can win the race to
 the dashboard. Each charge event carries the account's sequence number; a
 dashboard holds an early one back until the events before it arrive, and
-waits out a gap (an event the channel layer lost) only for a moment.
+waits out a gap (an event the channel layer lost) only for a moment before
+it takes a fresh snapshot (`rebase`).
 """
 
 from typing import Any
@@ -28,10 +29,10 @@ class EventOrder:
             self._held[seq] = event
         return self._release()
 
-    def skip_gap(self) -> list[Any]:
-        """Give up on the missing events: release what is held, in order."""
-        if self._held:
-            self.next = min(self._held)
+    def rebase(self, after: int) -> list[Any]:
+        """A fresh snapshot counts up to `after`: drop what it counts, release what follows."""
+        self.next = after + 1
+        self._held = {seq: event for seq, event in self._held.items() if seq > after}
         return self._release()
 
     def _release(self) -> list[Any]:

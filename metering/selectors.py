@@ -103,6 +103,11 @@ def account_snapshot(*, account_id: str) -> dict[str, Any]:
     }
 
 
+def account_event_seq(*, account_id: str) -> int:
+    """The number of the account's latest committed dashboard event."""
+    return Account.objects.filter(pk=account_id).values_list("event_seq", flat=True).first() or 0
+
+
 def meter_tariff_at(*, meter: Meter, at: datetime) -> Tariff:
     """The tariff in force at `at`: the latest assigned by then, else the first
     (a reading dated before its meter existed is rated on the first). The

@@ -4,6 +4,7 @@ import pytest
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 
+from billing.models import Account
 from tests.consumers.conftest import closed_with, dashboard
 from tests.factories import make_account, make_dashboard_key, make_operator_key
 
@@ -57,7 +58,31 @@ async def test_charge_events_are_released_in_sequence_and_snapshot_ones_dropped(
     await publish(1)
     assert [(await watcher.receive_json_from())["seq"] for _ in range(3)] == [1, 2, 3]
     await publish(3)  # a repeat
-    await publish(5)  # 4 was lost: released after the patience runs out
-    assert (await watcher.receive_json_from(timeout=3))["seq"] == 5
+    # Events 4 and 5 commit; 4's message is lost. After the patience, a fresh
+    # snapshot counts both, and 5 is not shown twice.
+    await database_sync_to_async(Account.objects.filter(pk=mine.pk).update)(event_seq=5)
+    await publish(5)
+    resync = await watcher.receive_json_from(timeout=3)
+    assert (resync["type"], resync["seq"]) == ("snapshot", 5)
     assert await watcher.receive_nothing(timeout=0.3)
+    await watcher.disconnect()
+
+
+async def test_a_dashboard_dropped_from_its_group_rejoins_and_catches_up(monkeypatch):
+    """A restarted Redis shard forgets the account's group: the dashboard rejoins it, and
+    what committed while it was out comes as a fresh snapshot."""
+    monkeypatch.setattr("metering.consumers.GROUP_REFRESH_SECONDS", 0.2)
+    mine, _, my_key, _, _ = await two_accounts_and_keys()
+    watcher = dashboard(mine.id, my_key)
+    await watcher.connect()
+    assert (await watcher.receive_json_from())["seq"] == 0
+    layer = get_channel_layer()
+    layer.groups.pop(f"account-{mine.id}")  # the shard restart: the group is gone
+    await database_sync_to_async(Account.objects.filter(pk=mine.pk).update)(event_seq=2)
+
+    resync = await watcher.receive_json_from(timeout=3)
+    assert (resync["type"], resync["seq"]) == ("snapshot", 2)
+    event = {"type": "charge", "seq": 3, "amount": "3.000000"}
+    await layer.group_send(f"account-{mine.id}", {"type": "dashboard.events", "events": [event]})
+    assert (await watcher.receive_json_from(timeout=3))["seq"] == 3
     await watcher.disconnect()

