@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run demo test lint format system-deps bench bench-scale clean
+.PHONY: run demo serve test lint format system-deps bench bench-scale clean
 
 $(STAMP): requirements/base.txt requirements/test.txt requirements/lock.txt
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,11 @@ demo: $(STAMP)
 	$(PY) manage.py migrate --no-input
 	$(PY) manage.py demo_setup --meters $${SIM_METERS:-3}
 	exec $(PY) manage.py runstack --with-simulator --sim-meters $${SIM_METERS:-3} --sim-rate $${SIM_RATE:-1}
+
+# Production processes (deploy/supervisord.conf): WEB_PROCESSES daphne on one port, WORKERS
+# rating workers, Celery; needs DATABASE_URL, REDIS_URL, SECRET_KEY (deploy/README.md).
+serve: $(STAMP)
+	exec scripts/serve
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
