@@ -101,7 +101,10 @@ REDIS_URL = REDIS_URLS[0]
 
 CHANNEL_LAYERS = {
     "default": {
-        "BACKEND": env_str("CHANNEL_LAYER_BACKEND", "project.channel_layer.ShardedRedisChannelLayer"),
+        # channels-redis, with its sharding over several servers fixed (project/channel_layer.py).
+        "BACKEND": env_str(
+            "CHANNEL_LAYER_BACKEND", "project.channel_layer.ShardedRedisChannelLayer"
+        ),
         "CONFIG": {
             # redis-py 8 defaults socket_timeout to 5 s, which cuts the blocking
             # pop of an idle runworker and crashes it (channels_redis issue 422).
