@@ -188,6 +188,12 @@ class Stack:
         return f"ws://127.0.0.1:{self.http_port}"
 
     @property
+    def prometheus_dir(self) -> Path:
+        directory = self.tmp / "prometheus"
+        directory.mkdir(exist_ok=True)
+        return directory
+
+    @property
     def pg_data(self) -> Path:
         return self.tmp / "pg" / "data"
 
@@ -204,6 +210,8 @@ class Stack:
         # pytest-env points unit tests at the in-memory layer; real processes
         # must share the default channels_redis layer.
         env.pop("CHANNEL_LAYER_BACKEND", None)
+        # ...and switches off the web processes' presence heartbeat, which real ones keep.
+        env.pop("METERLINE_WEB_HEARTBEAT_SECONDS", None)
         env.update(
             DATABASE_URL=self.database_url,
             REDIS_URL=self.redis_url,
@@ -213,6 +221,8 @@ class Stack:
             DJANGO_SETTINGS_MODULE="project.settings",
             PYTHONUNBUFFERED="1",
             METERLINE_CLOSE_EVERY_SECONDS="1",
+            # /metrics aggregates every process of the stack, as in production.
+            PROMETHEUS_MULTIPROC_DIR=str(self.prometheus_dir),
             PATH=f"{BIN_DIR}{os.pathsep}{env.get('PATH', '')}",
         )
         return env
