@@ -1009,3 +1009,19 @@ async def stream(
                     queue.appendleft(rid)
                     stats.resent += 1
             await asyncio.sleep(0.3)
+
+
+def assert_charged_once(
+    stack: Stack, account: str, stats: list[StreamStats], *, per_device: int, unit_price: Decimal
+) -> list[dict]:
+    """Every streamed reading (quantity 1) acked and charged exactly once, the money exact
+    to the last decimal. Returns the account's charges."""
+    charges = stack.charges(account)
+    assert len(charges) == len(stats) * per_device
+    assert len({(c["meter"], c["reading_id"]) for c in charges}) == len(charges), "doubled"
+    expected = unit_price * len(charges)
+    assert sum(Decimal(c["amount"]) for c in charges) == expected
+    assert Decimal(stack.usage(account)["total"]) == expected
+    for s in stats:
+        assert len(s.acked) == per_device and s.errors == [], s.describe(per_device)
+    return charges

@@ -15,7 +15,7 @@ from decimal import Decimal
 
 import pytest
 
-from tests.integration.stack import StreamStats, stream
+from tests.integration.stack import StreamStats, assert_charged_once, stream
 
 pytestmark = pytest.mark.integration
 
@@ -42,16 +42,9 @@ async def stream_through(stack, fault) -> list[StreamStats]:
         assert not any(t.done() and t.exception() for t in tasks)
     await asyncio.to_thread(fault)
     await asyncio.gather(*tasks)
-    # Exactly once: each reading has one charge, and the money adds up exactly.
-    charges = stack.charges(p.account)
-    assert len(charges) == DEVICES * READINGS_PER_DEVICE
-    assert len({(c["meter"], c["reading_id"]) for c in charges}) == len(charges), "doubled"
-    expected = UNIT_PRICE * DEVICES * READINGS_PER_DEVICE
-    assert sum(Decimal(c["amount"]) for c in charges) == expected
-    assert Decimal(stack.usage(p.account)["total"]) == expected
-    for s in stats:
-        assert len(s.acked) == READINGS_PER_DEVICE
-        assert s.errors == []
+    assert_charged_once(
+        stack, p.account, stats, per_device=READINGS_PER_DEVICE, unit_price=UNIT_PRICE
+    )
     return stats
 
 

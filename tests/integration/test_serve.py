@@ -23,6 +23,7 @@ from websockets.exceptions import ConnectionClosed
 from tests.integration.stack import (
     REPO_ROOT,
     StreamStats,
+    assert_charged_once,
     connect_dashboard,
     connect_device,
     free_port,
@@ -158,13 +159,9 @@ async def test_a_killed_daphne_loses_nothing_and_its_meters_go_offline(served):
         timeout=30,
         what="supervisord to restart the killed daphne",
     )
-    charges = stack.charges(p.account)
-    assert len(charges) == DEVICES * READINGS_PER_DEVICE
-    assert len({(c["meter"], c["reading_id"]) for c in charges}) == len(charges), "doubled"
-    expected = UNIT_PRICE * DEVICES * READINGS_PER_DEVICE
-    assert sum(Decimal(c["amount"]) for c in charges) == expected
-    assert Decimal(stack.usage(p.account)["total"]) == expected
-    assert all(len(s.acked) == READINGS_PER_DEVICE and s.errors == [] for s in stats)
+    charges = assert_charged_once(
+        stack, p.account, stats, per_device=READINGS_PER_DEVICE, unit_price=UNIT_PRICE
+    )
 
     # Exactly what was charged; resends of committed readings counted as duplicates.
     assert metric(stack, "meterline_readings_total", 'outcome="charged"') == len(charges)

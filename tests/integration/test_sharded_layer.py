@@ -18,7 +18,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
-from tests.integration.stack import StreamStats, make_stack, stream
+from tests.integration.stack import StreamStats, assert_charged_once, make_stack, stream
 
 pytestmark = pytest.mark.integration
 
@@ -109,13 +109,10 @@ async def test_a_shard_restart_loses_and_doubles_nothing(sharded_stack):
     await asyncio.to_thread(stack.restart_redis, 1.0, 1)
     await asyncio.gather(*streams)
 
-    charges = stack.charges(p.account)
-    assert len(charges) == DEVICES * READINGS_PER_DEVICE
-    assert len({(c["meter"], c["reading_id"]) for c in charges}) == len(charges), "doubled"
-    expected = UNIT_PRICE * DEVICES * READINGS_PER_DEVICE
-    assert Decimal(stack.usage(p.account)["total"]) == expected
-    for s in stats:
-        assert len(s.acked) == READINGS_PER_DEVICE and s.errors == []
+    charges = assert_charged_once(
+        stack, p.account, stats, per_device=READINGS_PER_DEVICE, unit_price=UNIT_PRICE
+    )
+    expected = UNIT_PRICE * len(charges)
 
     # Every dashboard converges on the total, having skipped no event on the way.
     deadline = time.monotonic() + 15
