@@ -37,3 +37,9 @@ def dashboard_publish(*, account_id: str, events: list[dict[str, Any]]) -> None:
             account_id,
             extra={"account": account_id},
         )
+
+
+def events_publish(events: dict[str, list[dict[str, Any]]]) -> None:
+    """Send each account's events to its dashboards (a rated batch's, once committed)."""
+    for account_id, account_events in events.items():
+        dashboard_publish(account_id=account_id, events=account_events)

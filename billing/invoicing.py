@@ -12,6 +12,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from django.db import transaction
 from django.db.models import Min, Q
@@ -20,8 +21,7 @@ from django.utils import timezone
 from billing.models import Account, Invoice, InvoiceLine, MeterPeriodUsage
 from billing.money import round_minor
 from billing.periods import period_bounds
-from metering.models import Meter
-from metering.selectors import meter_tariff_at
+from billing.selectors import meter_tariff_at
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ MAX_PERIODS_PER_RUN = 1000
 @dataclass(frozen=True)
 class _Line:
     kind: str
-    meter: Meter
+    meter: Any  # a metering.models.Meter (billing does not import metering)
     description: str
     quantity: Decimal
     amount: Decimal
@@ -153,9 +153,9 @@ def _lines(account: Account, *, start: datetime, end: datetime) -> list[_Line]:
     }
     # Meters with usage in the period (a device may send readings dated before
     # its meter was made), and the active ones that existed in it.
-    meters = Meter.objects.filter(
-        Q(id__in=usages) | Q(created_at__lt=end), account=account
-    ).order_by("created_at", "id")
+    meters = account.meters.filter(Q(id__in=usages) | Q(created_at__lt=end)).order_by(
+        "created_at", "id"
+    )
     lines: list[_Line] = []
     for meter in meters:
         usage = usages.get(meter.id)

@@ -6,8 +6,9 @@ from decimal import Decimal
 
 from django.db.models import QuerySet
 
-from billing.models import Account, AccountMember, Charge, MeterPeriodUsage
+from billing.models import Account, AccountMember, Charge, MeterPeriodUsage, Tariff
 from billing.periods import period_bounds
+from billing.tariffs import assignment_at
 
 
 @dataclass(frozen=True)
@@ -93,3 +94,10 @@ def account_user_allowed(*, user, account_id: str) -> bool:
     if user.is_staff or user.is_superuser:
         return True
     return AccountMember.objects.filter(user=user, account_id=account_id).exists()
+
+
+def meter_tariff_at(*, meter, at: datetime) -> Tariff:
+    """The tariff in force on `meter` (a metering Meter) at `at`, by the rule the rating
+    batch applies to its preloaded history (billing.tariffs.assignment_at)."""
+    history = meter.tariff_history.select_related("tariff").order_by("effective_from", "id")
+    return assignment_at(list(history), at).tariff

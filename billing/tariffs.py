@@ -7,7 +7,7 @@ exactly what to fix.
 
 import re
 from collections.abc import Mapping, Sequence
-from datetime import time
+from datetime import datetime, time
 from decimal import Decimal
 from typing import Any
 
@@ -204,3 +204,15 @@ def _check_no_overlap(bands: Sequence[Band]) -> None:
 
 def _is_list(value: Any) -> bool:
     return isinstance(value, Sequence) and not isinstance(value, str | bytes)
+
+
+def assignment_at(assignments: Sequence[Any], at: datetime) -> Any:
+    """The tariff assignment in force at `at`, from a meter's assignments in order of
+    `effective_from`: the latest that began by then, else the first (a reading dated
+    before its meter existed is rated on the meter's first tariff)."""
+    chosen = assignments[0]
+    for assignment in assignments[1:]:
+        if assignment.effective_from > at:
+            break
+        chosen = assignment
+    return chosen

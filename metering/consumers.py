@@ -25,12 +25,12 @@ from django.utils import timezone
 from billing.events import account_group, meter_group
 from metering.batching import LAYER_EXPIRY_SECONDS, frame_batcher
 from metering.connections import meter_connection_close, meter_connection_open
+from metering.dashboard import account_snapshot, meter_status_event
 from metering.ordering import EventOrder
 from metering.parsing import BUSY_RETRY_MS, ReadingError, parse_frame
 from metering.selectors import (
     Access,
     account_event_seq,
-    account_snapshot,
     dashboard_access,
     dashboard_session_access,
     meter_for_token,
@@ -269,7 +269,7 @@ class DeviceConsumer(ConnectionGauge, HotPathDispatch, AsyncWebsocketConsumer):
 
     async def _publish_status(self, *, online: bool, meter=None) -> None:
         meter = meter or self.meter
-        event = {"type": "meter_status", "meter": meter.id, "online": online}
+        event = meter_status_event(meter_id=meter.id, online=online)
         await self.channel_layer.group_send(
             account_group(meter.account_id), {"type": "dashboard.events", "events": [event]}
         )

@@ -23,6 +23,7 @@ from django.db import close_old_connections
 from django.utils import timezone
 
 from billing.events import dashboard_publish
+from metering.dashboard import meter_status_event
 from metering.models import Meter, WebProcess
 
 logger = logging.getLogger(__name__)
@@ -86,7 +87,7 @@ def connections_of_dead_processes_close() -> list[str]:
         )
         dashboard_publish(
             account_id=account_id,
-            events=[{"type": "meter_status", "meter": meter_id, "online": False}],
+            events=[meter_status_event(meter_id=meter_id, online=False)],
         )
     WebProcess.objects.filter(seen_at__lt=cutoff - timedelta(hours=1)).delete()
     return [meter_id for meter_id, _ in offline]

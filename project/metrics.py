@@ -131,7 +131,7 @@ PERIOD_CLOSE_FAILURES = Counter(
 
 
 def readings_rated(*, charged: int, duplicates: int, refused: int) -> None:
-    """Count a rated batch's readings: called on commit (billing/services.py frames_rate)."""
+    """Count a rated batch's readings: called on commit (metering/rating/service.py)."""
     if charged:
         READINGS_CHARGED.inc(charged)
     if duplicates:

@@ -17,9 +17,9 @@ from asgiref.sync import async_to_sync
 from channels.consumer import SyncConsumer
 from channels.layers import get_channel_layer
 
-from billing.events import dashboard_publish
-from billing.services import FrameIn, RatingResult, frames_rate
+from billing.events import events_publish
 from metering.parsing import ReadingIn
+from metering.rating import FrameIn, RatingResult, frames_rate
 from project.metrics import LAYER_SEND_ERRORS, RATING_BATCH_READINGS, RATING_BATCH_SECONDS
 
 logger = logging.getLogger(__name__)
@@ -49,9 +49,7 @@ class RatingConsumer(SyncConsumer):
             message.get("reply_to"),
             {"type": "rating.answers", "batch": batch, "answers": answers},
         )
-        # Committed and answered: now the dashboards.
-        for account_id, account_events in events.items():
-            dashboard_publish(account_id=account_id, events=account_events)
+        events_publish(events)  # committed and answered: now the dashboards
 
     def _reply(self, reply_to: str | None, message: dict) -> None:
         if not reply_to:
@@ -73,7 +71,7 @@ def _rate(frames: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str,
         FrameIn(frame["meter"], [ReadingIn.from_wire(reading) for reading in frame["readings"]])
         for frame in frames
     ]
-    batch = frames_rate(parsed, publish=False)
+    batch = frames_rate(parsed)
     answers = [_answer(f["key"], result) for f, result in zip(frames, batch.frames, strict=True)]
     return answers, batch.events
 

@@ -8,8 +8,8 @@ from rest_framework import serializers
 from billing.api.fields import DecimalStringField
 from billing.models import QUANTITY, Account, Tariff
 from billing.periods import isoformat
+from billing.selectors import meter_tariff_at
 from metering.models import Meter
-from metering.selectors import meter_tariff_at
 
 
 class MeterCreateInput(serializers.Serializer):

@@ -8,8 +8,8 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
-from billing.services import readings_rate
 from metering.parsing import ReadingIn
+from metering.rating import readings_rate
 from tests.factories import make_account, make_meter, make_tariff
 
 pytestmark = pytest.mark.django_db

@@ -8,9 +8,9 @@ from django.utils import timezone
 
 from billing.invoicing import account_periods_close, periods_close_due
 from billing.models import Charge, Invoice
-from billing.services import readings_rate
 from billing.tasks import close_due_periods
 from metering.parsing import ReadingIn
+from metering.rating import readings_rate
 from tests.factories import make_account, make_meter, make_tariff
 
 pytestmark = pytest.mark.django_db

@@ -6,17 +6,22 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
-from billing.events import dashboard_publish
+from billing.events import events_publish
 from billing.models import Charge, MeterPeriodUsage
-from billing.services import FrameIn, frames_rate, readings_rate
 from metering.models import MeterTariff, Reading
 from metering.parsing import ReadingIn
+from metering.rating import FrameIn, frames_rate, readings_rate
 from tests.factories import make_account, make_meter, make_tariff
 
 
 def dashboard_messages(callbacks) -> list:
-    """The on-commit callbacks that publish to dashboards (metrics are counted on commit too)."""
-    return [c for c in callbacks if getattr(c, "func", None) is dashboard_publish]
+    """The dashboard messages the on-commit callbacks send: one per account published."""
+    return [
+        account_events
+        for callback in callbacks
+        if getattr(callback, "func", None) is events_publish
+        for account_events in callback.args[0].values()
+    ]
 
 
 pytestmark = pytest.mark.django_db
@@ -259,5 +264,6 @@ def test_a_batch_rates_frames_of_several_meters_and_accounts_in_one_go(
     ]
     assert [e["period_total"] for e in mine] == ["4.200000", "4.200000"]  # 14 units
     assert [e["seq"] for e in batch.events[elsewhere.account_id]] == [1]
-    # one dashboard message per account, after commit
-    assert len(dashboard_messages(published)) == 2
+    # The caller publishes, once committed: one message per account.
+    assert dashboard_messages(published) == []
+    assert set(batch.events) == {account.id, elsewhere.account_id}

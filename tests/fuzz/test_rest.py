@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from rest_framework.test import APIClient
 
 from billing.models import Charge
-from billing.services import readings_rate
 from metering.parsing import ReadingIn
+from metering.rating import readings_rate
 from tests.factories import make_account, make_meter, make_tariff
 from tests.fuzz.strategies import (
     CONTRACT_CODES,

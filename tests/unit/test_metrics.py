@@ -17,8 +17,8 @@ from django.db import DatabaseError
 from django.utils import timezone
 from prometheus_client import REGISTRY
 
-from billing.services import FrameIn, frames_rate, readings_rate
 from metering.parsing import ReadingIn
+from metering.rating import FrameIn, frames_rate, readings_rate
 from tests.factories import make_account, make_meter, make_tariff
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -92,7 +92,7 @@ def test_a_batch_rolled_back_counts_nothing(monkeypatch):
         raise DatabaseError("the database went away after rating")
 
     # The last write of a batch, after every reading is rated and inserted.
-    monkeypatch.setattr("billing.services.rows_update", fails)
+    monkeypatch.setattr("metering.rating.writing.rows_update", fails)
     before = counts()
     with pytest.raises(DatabaseError):
         readings_rate(meter_id=meter.id, readings=[delta("a"), delta("b")])

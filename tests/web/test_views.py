@@ -10,8 +10,8 @@ from django.utils import timezone
 
 from billing.invoicing import account_periods_close
 from billing.models import AccountMember
-from billing.services import readings_rate
 from metering.parsing import ReadingIn
+from metering.rating import readings_rate
 from tests.factories import make_account, make_meter, make_tariff
 
 pytestmark = pytest.mark.django_db
