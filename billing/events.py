@@ -12,16 +12,9 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
 from project.metrics import LAYER_GROUP_SEND_ERRORS
+from protocol import account_group
 
 logger = logging.getLogger(__name__)
-
-
-def account_group(account_id: str) -> str:
-    return f"account-{account_id}"
-
-
-def meter_group(meter_id: str) -> str:
-    return f"meter-{meter_id}"
 
 
 def dashboard_publish(*, account_id: str, events: list[dict[str, Any]]) -> None:

@@ -29,7 +29,7 @@ from channels.layers import BaseChannelLayer
 from django.conf import settings
 
 from project.metrics import LAYER_RECEIVE_ERRORS, LAYER_SEND_ERRORS
-from routing.channels import RATING_CHANNEL
+from protocol import LAYER_EXPIRY_SECONDS, RATING_CHANNEL
 
 logger = logging.getLogger(__name__)
 
@@ -38,8 +38,7 @@ logger = logging.getLogger(__name__)
 # the only cost is one more batch out at once) ...
 BATCH_EXPIRY_SECONDS = 5.0
 # ... though a late answer still reaches its devices until the channel layer's
-# own message expiry (channels-redis's default), after which none can come.
-LAYER_EXPIRY_SECONDS = 60
+# own message expiry (LAYER_EXPIRY_SECONDS), after which none can come.
 # Readings in one batch message at most (a frame is never split).
 MAX_BATCH_READINGS = 5000
 

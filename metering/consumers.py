@@ -22,12 +22,11 @@ from channels.security.websocket import OriginValidator
 from django.conf import settings
 from django.utils import timezone
 
-from billing.events import account_group, meter_group
-from metering.batching import LAYER_EXPIRY_SECONDS, frame_batcher
+from metering.batching import frame_batcher
 from metering.connections import meter_connection_close, meter_connection_open
 from metering.dashboard import account_snapshot, meter_status_event
 from metering.ordering import EventOrder
-from metering.parsing import BUSY_RETRY_MS, ReadingError, parse_frame
+from metering.parsing import parse_frame
 from metering.selectors import (
     Access,
     account_event_seq,
@@ -44,13 +43,19 @@ from project.metrics import (
     READINGS_BUSY,
     READINGS_REFUSED,
 )
+from protocol import (
+    BUSY_RETRY_MS,
+    CLOSE_FORBIDDEN,
+    CLOSE_REPLACED,
+    CLOSE_UNAUTHENTICATED,
+    LAYER_EXPIRY_SECONDS,
+    ReadingError,
+    account_group,
+    meter_group,
+)
 
 logger = logging.getLogger(__name__)
 
-CLOSE_UNAUTHENTICATED = 4401
-CLOSE_FORBIDDEN = 4403
-# A newer connection of the same meter took over (Meterline's extension).
-CLOSE_REPLACED = 4409
 # What the channel layer raises when Redis is unreachable.
 LAYER_ERRORS = (redis.RedisError, OSError)
 # How long a dashboard holds events back waiting for a missing earlier one,

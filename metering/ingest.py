@@ -14,10 +14,11 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from metering.parsing import BUSY_RETRY_MS, ReadingError, batch_items, decode_json, parse_readings
+from metering.parsing import batch_items, decode_json, parse_readings
 from metering.rating import readings_rate
 from metering.selectors import meter_for_token
 from project.metrics import BUSY_ANSWERS, READINGS_BUSY, READINGS_REFUSED
+from protocol import BUSY_RETRY_MS, ReadingError
 
 logger = logging.getLogger(__name__)
 

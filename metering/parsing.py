@@ -7,15 +7,14 @@ a `ReadingIn` or a `ReadingError` carrying one of the contract's error codes.
 import json
 import re
 import unicodedata
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from protocol import ReadingError, ReadingIn
+
 MAX_ID_LENGTH = 64
-# How long a device told `busy` waits before resending.
-BUSY_RETRY_MS = 500
 # A reading's usage: below 10^15 (so usage times a price below 10^9 fits the
 # 24 integer digits of a money column), at most 9 decimals (stored exactly).
 MAX_INTEGER_DIGITS = 15
@@ -24,47 +23,6 @@ MAX_DECIMAL_PLACES = 9
 # spaces or underscores, which Python's Decimal would otherwise accept.
 PLAIN_DECIMAL = re.compile(r"^[0-9]+(\.[0-9]+)?$")
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
-
-
-@dataclass(frozen=True)
-class ReadingIn:
-    """A checked reading. Exactly one of quantity (delta) and value (cumulative) is set."""
-
-    id: str
-    ts: datetime
-    quantity: Decimal | None = None
-    value: Decimal | None = None
-
-    def to_wire(self) -> dict[str, str | None]:
-        """Strings only: msgpack, the channel layer's serializer, carries no Decimal or datetime."""
-        return {
-            "id": self.id,
-            "ts": self.ts.isoformat(),
-            "quantity": None if self.quantity is None else f"{self.quantity:f}",
-            "value": None if self.value is None else f"{self.value:f}",
-        }
-
-    @classmethod
-    def from_wire(cls, data: Mapping[str, Any]) -> "ReadingIn":
-        quantity, value = data.get("quantity"), data.get("value")
-        return cls(
-            id=data["id"],
-            ts=datetime.fromisoformat(data["ts"]),
-            quantity=None if quantity is None else Decimal(quantity),
-            value=None if value is None else Decimal(value),
-        )
-
-
-@dataclass  # not frozen: Python sets __traceback__ on exceptions it raises
-class ReadingError(Exception):
-    """One rejected reading (id None: the whole frame). Resending it will not help."""
-
-    id: str | None
-    code: str
-    detail: str
-
-    def to_message(self) -> dict[str, str | None]:
-        return {"type": "error", "id": self.id, "code": self.code, "detail": self.detail}
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ from billing.keys import secret_hash
 from billing.models import Account, DashboardKey, OperatorKey
 from billing.selectors import account_user_allowed
 from metering.models import Meter
+from protocol import CLOSE_FORBIDDEN, CLOSE_NO_ACCOUNT, CLOSE_UNAUTHENTICATED
 
 
 @dataclass(frozen=True)
@@ -28,9 +29,9 @@ def meter_for_token(*, token: str) -> MeterIdentity | None:
 
 class Access(Enum):
     ALLOWED = 0
-    NO_CREDENTIALS = 4401
-    NOT_ALLOWED = 4403
-    NO_ACCOUNT = 4404
+    NO_CREDENTIALS = CLOSE_UNAUTHENTICATED
+    NOT_ALLOWED = CLOSE_FORBIDDEN
+    NO_ACCOUNT = CLOSE_NO_ACCOUNT
 
 
 def dashboard_access(*, account_id: str, token: str | None) -> Access:

@@ -13,14 +13,12 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from billing.events import meter_group
 from billing.keys import new_secret, secret_hash
 from billing.models import Account, Tariff
 from metering.models import Meter, MeterTariff
+from protocol import CLOSE_FORBIDDEN, CLOSE_UNAUTHENTICATED, meter_group
 
 # WebSocket close codes of the device protocol (CONTRACT.md section 3).
-CLOSE_TOKEN_REVOKED = 4401
-CLOSE_METER_DISABLED = 4403
 
 
 @transaction.atomic
@@ -73,7 +71,7 @@ def meter_update(
         _check_billing_period(account=meter.account, tariff=tariff, meter=meter)
         MeterTariff.objects.create(meter=meter, tariff=tariff, effective_from=timezone.now())
     if active is False:
-        _connections_close(meter_id=meter.id, code=CLOSE_METER_DISABLED)
+        _connections_close(meter_id=meter.id, code=CLOSE_FORBIDDEN)
     return meter
 
 
@@ -82,7 +80,7 @@ def meter_token_rotate(*, meter: Meter) -> str:
     """A new device token for the meter; the old one stops working and its connections close."""
     token = new_secret("mtk")
     Meter.objects.filter(pk=meter.pk).update(token_hash=secret_hash(token))
-    _connections_close(meter_id=meter.id, code=CLOSE_TOKEN_REVOKED)
+    _connections_close(meter_id=meter.id, code=CLOSE_UNAUTHENTICATED)
     return token
 
 

@@ -9,6 +9,7 @@ import dj_database_url
 
 from project.env import env_bool, env_int, env_list, env_str, local_secret_key
 from project.logging import log_format, process_role
+from protocol import LAYER_EXPIRY_SECONDS
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -110,7 +111,7 @@ CHANNEL_LAYERS = {
             # pop of an idle runworker and crashes it (channels_redis issue 422).
             "hosts": [{"address": url, "socket_timeout": None} for url in REDIS_URLS],
             "capacity": env_int("CHANNEL_CAPACITY", 1000),
-            "expiry": 60,
+            "expiry": LAYER_EXPIRY_SECONDS,
         },
     },
 }

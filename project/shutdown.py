@@ -12,9 +12,10 @@ device marks it online there. Connections that have not closed after
 import asyncio
 import logging
 
+from protocol import CLOSE_SERVICE_RESTART
+
 logger = logging.getLogger(__name__)
 
-CLOSE_SERVICE_RESTART = 1012
 CLOSE_GRACE_SECONDS = 5.0
 
 

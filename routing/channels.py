@@ -2,8 +2,7 @@
 
 from channels.routing import ChannelNameRouter
 
+from protocol import RATING_CHANNEL
 from workers.rating import RatingConsumer
-
-RATING_CHANNEL = "rating"
 
 channel_router = ChannelNameRouter({RATING_CHANNEL: RatingConsumer.as_asgi()})

@@ -18,9 +18,9 @@ from channels.consumer import SyncConsumer
 from channels.layers import get_channel_layer
 
 from billing.events import events_publish
-from metering.parsing import ReadingIn
 from metering.rating import FrameIn, RatingResult, frames_rate
 from project.metrics import LAYER_SEND_ERRORS, RATING_BATCH_READINGS, RATING_BATCH_SECONDS
+from protocol import ReadingIn
 
 logger = logging.getLogger(__name__)
 

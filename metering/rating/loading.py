@@ -20,7 +20,7 @@ from billing.periods import period_bounds
 from billing.pricing import PricingModel
 from billing.tariffs import assignment_at, pricing_model
 from metering.models import Meter, MeterTariff, Reading
-from metering.parsing import ReadingIn
+from protocol import ReadingIn
 
 
 @dataclass(frozen=True)

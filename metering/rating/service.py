@@ -20,11 +20,11 @@ from django.db import transaction
 from billing.events import events_publish
 from billing.pricing import EXACT, round6
 from metering.models import Meter
-from metering.parsing import ReadingError, ReadingIn
 from metering.rating.loading import FrameIn, Loaded, batch_load
 from metering.rating.step import reading_price, reading_usage, register_advance
 from metering.rating.writing import Rows, events_number, rows_write
 from project.metrics import readings_rated
+from protocol import ReadingError, ReadingIn
 
 __all__ = ["BatchResult", "FrameIn", "RatingResult", "frames_rate", "readings_rate"]
 

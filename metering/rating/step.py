@@ -9,7 +9,7 @@ from decimal import Decimal
 
 from billing.pricing import PricingModel, Rated, rate
 from metering.models import Meter
-from metering.parsing import ReadingError, ReadingIn
+from protocol import ReadingError, ReadingIn
 
 # A money column has 24 digits before the point; a period stays well inside.
 MAX_PERIOD_AMOUNT = Decimal(10) ** 23

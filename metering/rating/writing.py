@@ -13,8 +13,8 @@ from billing.money import format_amount
 from billing.pricing import Rated, RatedLine
 from metering.dashboard import Charged, charge_event
 from metering.models import Meter, Reading
-from metering.parsing import ReadingIn
 from metering.rating.loading import Loaded
+from protocol import ReadingIn
 
 READING_FIELDS = ("meter_id", "reading_id", "ts", "quantity", "value", "received_at")
 CHARGE_FIELDS = (

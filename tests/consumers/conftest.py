@@ -8,7 +8,7 @@ from channels.routing import URLRouter
 from channels.testing import ApplicationCommunicator, WebsocketCommunicator
 
 from metering.batching import frame_batcher, frame_batchers_forget
-from routing.channels import RATING_CHANNEL
+from protocol import RATING_CHANNEL
 from routing.websocket import websocket_urlpatterns
 from workers.rating import RatingConsumer
 

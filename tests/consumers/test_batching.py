@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from billing.models import Charge
 from metering import batching
-from routing.channels import RATING_CHANNEL
+from protocol import RATING_CHANNEL
 from tests.consumers.conftest import device, rate_message
 from tests.factories import make_account, make_meter, make_tariff
 

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from billing.models import Charge
-from routing.channels import RATING_CHANNEL
+from protocol import RATING_CHANNEL
 from tests.consumers.conftest import device, frames_handed_on, layer_emptied, rate_next_frame
 from tests.factories import make_account, make_meter, make_tariff
 from tests.fuzz.strategies import (

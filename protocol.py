@@ -1,0 +1,84 @@
+"""What both sides of a socket or a channel share: the device and dashboard protocols'
+codes and types, and the channel layer's names. No project imports: a device, a
+web process and a rating worker can all use it.
+"""
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+# --- WebSocket close codes (CONTRACT.md sections 3, 4 and 9) --------------------
+
+CLOSE_UNAUTHENTICATED = 4401  # no, wrong or revoked credentials
+CLOSE_FORBIDDEN = 4403  # a disabled meter; not allowed on this account
+CLOSE_NO_ACCOUNT = 4404
+CLOSE_REPLACED = 4409  # a newer connection of the same meter took over (Meterline's)
+CLOSE_SERVICE_RESTART = 1012  # the web process is stopping: reconnect at once
+# After these a device must not reconnect with the same token: it cannot help.
+CLOSE_FINAL = frozenset({CLOSE_UNAUTHENTICATED, CLOSE_FORBIDDEN})
+
+# How long a device told `busy` waits before resending.
+BUSY_RETRY_MS = 500
+
+# --- The channel layer -------------------------------------------------------------
+
+# The channel the rating workers serve (`manage.py runworker rating`).
+RATING_CHANNEL = "rating"
+# How long the layer keeps a message: no answer can come later than this.
+LAYER_EXPIRY_SECONDS = 60
+
+
+def account_group(account_id: str) -> str:
+    """The group of an account's dashboards."""
+    return f"account-{account_id}"
+
+
+def meter_group(meter_id: str) -> str:
+    """The group of a meter's device connection (to close it from elsewhere)."""
+    return f"meter-{meter_id}"
+
+
+# --- Readings ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReadingIn:
+    """A checked reading. Exactly one of quantity (delta) and value (cumulative) is set."""
+
+    id: str
+    ts: datetime
+    quantity: Decimal | None = None
+    value: Decimal | None = None
+
+    def to_wire(self) -> dict[str, str | None]:
+        """Strings only: msgpack, the channel layer's serializer, carries no Decimal or datetime."""
+        return {
+            "id": self.id,
+            "ts": self.ts.isoformat(),
+            "quantity": None if self.quantity is None else f"{self.quantity:f}",
+            "value": None if self.value is None else f"{self.value:f}",
+        }
+
+    @classmethod
+    def from_wire(cls, data: Mapping[str, Any]) -> "ReadingIn":
+        quantity, value = data.get("quantity"), data.get("value")
+        return cls(
+            id=data["id"],
+            ts=datetime.fromisoformat(data["ts"]),
+            quantity=None if quantity is None else Decimal(quantity),
+            value=None if value is None else Decimal(value),
+        )
+
+
+@dataclass  # not frozen: Python sets __traceback__ on exceptions it raises
+class ReadingError(Exception):
+    """One rejected reading (id None: the whole frame). Resending it will not help."""
+
+    id: str | None
+    code: str
+    detail: str
+
+    def to_message(self) -> dict[str, str | None]:
+        return {"type": "error", "id": self.id, "code": self.code, "detail": self.detail}
