@@ -38,7 +38,6 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         run_dir = Path(settings.BASE_DIR) / ".run"
         run_dir.mkdir(exist_ok=True)
-        bin_dir = Path(sys.executable).parent
         env = dict(os.environ)
         self.children: list[tuple[str, subprocess.Popen]] = []
         stopping = False
@@ -53,27 +52,8 @@ class Command(BaseCommand):
             if "REDIS_URL" not in os.environ:
                 env["REDIS_URL"] = self._start_redis(run_dir)
             env.setdefault("PROMETHEUS_MULTIPROC_DIR", str(_emptied(run_dir / "prometheus")))
-            python = str(bin_dir / "python")
-            manage = str(Path(settings.BASE_DIR) / "manage.py")
-            web = [str(bin_dir / "daphne"), "-b", options["bind"], "-p", str(options["port"])]
-            self._spawn("web", [*web, "project.asgi:application"], env)
-            for index in range(options["workers"]):
-                self._spawn(f"worker.{index + 1}", [python, manage, "runworker", "rating"], env)
-            # -q: no banner, which would break LOG_FORMAT=json's one object per line.
-            celery = [str(bin_dir / "celery"), "-A", "project", "-q"]
-            self._spawn("celery", [*celery, "worker", "-l", "info", "--concurrency", "1"], env)
-            schedule = str(run_dir / "celerybeat-schedule")
-            self._spawn("beat", [*celery, "beat", "-l", "info", "-s", schedule], env)
+            self._spawn_all(options, env, run_dir)
             url = f"http://{options['bind']}:{options['port']}/"
-            if options["with_simulator"]:
-                # A wildcard bind is not an address to connect to.
-                wildcard = options["bind"] in ("0.0.0.0", "::")  # noqa: S104
-                host = "127.0.0.1" if wildcard else options["bind"]
-                simulate = [python, manage, "simulate", "--url", f"http://{host}:{options['port']}"]
-                simulate += ["--meters", str(options["sim_meters"])]
-                simulate += ["--rate", str(options["sim_rate"])]
-                # Its meters connect with backoff until the web server listens.
-                self._spawn("simulator", simulate, env)
             self.stdout.write(f"Meterline is running at {url} (Ctrl-C stops everything)")
             while not stopping:
                 for name, process in self.children:
@@ -83,6 +63,29 @@ class Command(BaseCommand):
         finally:
             self._stop_all()
         self.stdout.write("Stopped.")
+
+    def _spawn_all(self, options: dict, env: dict, run_dir: Path) -> None:
+        """daphne, the rating workers, Celery worker and beat, and the simulator if asked."""
+        bin_dir = Path(sys.executable).parent
+        python = str(bin_dir / "python")
+        manage = str(Path(settings.BASE_DIR) / "manage.py")
+        web = [str(bin_dir / "daphne"), "-b", options["bind"], "-p", str(options["port"])]
+        self._spawn("web", [*web, "project.asgi:application"], env)
+        for index in range(options["workers"]):
+            self._spawn(f"worker.{index + 1}", [python, manage, "runworker", "rating"], env)
+        # -q: no banner, which would break LOG_FORMAT=json's one object per line.
+        celery = [str(bin_dir / "celery"), "-A", "project", "-q"]
+        self._spawn("celery", [*celery, "worker", "-l", "info", "--concurrency", "1"], env)
+        schedule = str(run_dir / "celerybeat-schedule")
+        self._spawn("beat", [*celery, "beat", "-l", "info", "-s", schedule], env)
+        if options["with_simulator"]:
+            # A wildcard bind is not an address to connect to.
+            wildcard = options["bind"] in ("0.0.0.0", "::")  # noqa: S104
+            host = "127.0.0.1" if wildcard else options["bind"]
+            simulate = [python, manage, "simulate", "--url", f"http://{host}:{options['port']}"]
+            simulate += ["--meters", str(options["sim_meters"]), "--rate", str(options["sim_rate"])]
+            # Its meters connect with backoff until the web server listens.
+            self._spawn("simulator", simulate, env)
 
     def _spawn(self, name: str, command: list[str], env: dict) -> subprocess.Popen:
         # Own session: Ctrl-C reaches only this command, which stops the
