@@ -4,10 +4,10 @@
     BENCH_RUNS=1 BENCH_SECONDS=5 BENCH_SOAK_SECONDS=40 make bench    # about 2 minutes
     .venv/bin/python scripts/bench.py --scale-out         # 1, 2, 4 workers; 2 daphne processes
 
-Starts the integration tests' stack (Redis, PostgreSQL, daphne, rating
-workers, Celery) in a temp dir and drives it with scripts/loadgen.py, real
-WebSocket clients in a process of their own. Each run measures, on the same
-stack, with a fresh account each time:
+Starts the integration tests' stack (devtools/stack.py: Redis, PostgreSQL,
+daphne, rating workers, Celery) in a temp dir and drives it with
+scripts/loadgen.py, real WebSocket clients (clients/device.py) in a process of
+their own. Each run measures, on the same stack, with a fresh account each time:
 
 - the raw limits (scripts/raw_limits.py): channels-redis send/receive msg/s,
   PostgreSQL insert rows/s with the ORM's bulk_create and with COPY;
@@ -51,7 +51,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.integration.stack import Stack, pg_binary, tail  # noqa: E402
+from devtools.stack import Stack, pg_binary, tail  # noqa: E402
 
 LOADGEN = ROOT / "scripts" / "loadgen.py"
 RAW_LIMITS = ROOT / "scripts" / "raw_limits.py"

@@ -13,9 +13,10 @@ that many readings/s (open loop), and with --dashboard one dashboard socket
 watches the account, to time each reading from its send to its charge event.
 Several --url (daphne processes) spread the devices over them, round robin.
 
-Devices do what the contract asks of them: readings answered `busy` are resent
-after `retry_after_ms`, readings without an answer after RESEND_AFTER seconds
-are resent, and both are counted. At the end the account's charged total must
+Devices are clients/device.py's, doing what the contract asks of them: readings
+answered `busy` are resent after `retry_after_ms`, readings without an answer
+after RESEND_AFTER seconds are resent, and both are counted; a device that has
+to reconnect is a failed run. At the end the account's charged total must
 equal the usage acked, to the last decimal, and the dashboard must have seen
 every acked reading; exit status 1 when a check fails.
 
@@ -29,14 +30,20 @@ import asyncio
 import contextlib
 import json
 import math
+import sys
 import time
 import urllib.request
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 
 from websockets.asyncio.client import connect
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as scripts/loadgen.py
+
+from clients.device import Device, Outcomes, meters_url
 
 UNIT_PRICE = Decimal("0.25")
 # Seconds without an answer before a device resends a reading: the channel
@@ -48,7 +55,6 @@ DASHBOARD_GRACE = 10.0
 # Default cap of unacked frames per device with --rate: the server's own
 # METERLINE_MAX_IN_FLIGHT, beyond which it would answer `busy` anyway.
 PACED_IN_FLIGHT = 32
-MAX_BATCH = 1000
 
 
 def api(base: str, key: str, method: str, path: str, body: dict | None = None) -> dict:
@@ -75,99 +81,59 @@ def percentiles_ms(samples: list[float]) -> dict[str, float | None]:
 
 
 @dataclass
-class Frame:
-    """The readings of one frame still waiting for an answer; it holds a window slot."""
-
-    remaining: set[str]
-
-
-@dataclass
-class Pending:
-    item: dict  # the reading as it goes into a batch: id, ts, quantity
-    frame: Frame
-    first_sent: float
-    last_sent: float
-    retrying: bool = False  # answered busy, a resend is scheduled
-
-
-@dataclass
-class Stats:
-    """Shared by every device of the run; all times are loop.time() seconds."""
+class Stats(Outcomes):
+    """Shared by every device of the run (clients.device's record of answers, resends and
+    latencies, plus the run's own counts); all times are loop.time() seconds."""
 
     deadline: float = 0.0
-    sent: int = 0  # distinct readings
     frames: int = 0  # first sends only
-    answered: int = 0  # distinct readings acked, as new or as duplicates
-    answered_in_window: int = 0  # ... before the deadline: the throughput figure
-    duplicates: int = 0
-    busy: int = 0  # readings answered busy, each resent
-    resent_unanswered: int = 0
-    late_answers: int = 0  # answers for readings answered before
     unanswered: int = 0
-    errors: list[dict] = field(default_factory=list)
-    others: Counter = field(default_factory=Counter)
-    ack_latency: list[float] = field(default_factory=list)
-    first_sent: dict[str, float] = field(default_factory=dict)
-    answered_ids: set[str] = field(default_factory=set)
+
+    def answered_in_window(self) -> int:
+        """Readings acked before the deadline: the throughput figure."""
+        return sum(1 for at in self.acked.values() if at <= self.deadline)
 
 
-class Device:
-    """One meter's connection: sends frames, settles answers, resends what needs it."""
+class LoadDevice:
+    """One meter sending new frames, closed loop or paced; its clients.device.Device
+    settles the answers and resends what needs it."""
 
-    def __init__(self, ws, index: int, args, stats: Stats) -> None:
-        self.ws = ws
+    def __init__(self, url: str, token: str, index: int, args, stats: Stats) -> None:
+        self.device = Device(
+            url,
+            token,
+            name=f"device {index}",
+            resend_after=RESEND_AFTER,
+            outcomes=stats,
+            max_queue=None,
+        )
         self.index = index
         self.args = args
         self.stats = stats
-        self.pending: dict[str, Pending] = {}
         self.window = asyncio.Semaphore(args.in_flight)
         self.next_seq = 0
-        self.sending_done = False
-        self.drained = asyncio.Event()
-        self.tasks: set[asyncio.Task] = set()
-        self.loop = asyncio.get_running_loop()
 
     async def run(self, started: float) -> None:
-        reader = asyncio.create_task(self.read())
-        watchdog = asyncio.create_task(self.resend_unanswered())
         sending = self.send_paced(started) if self.args.rate else self.send_closed_loop()
-        sender = asyncio.create_task(sending)
-        try:
-            await asyncio.wait({sender, reader}, return_when=asyncio.FIRST_COMPLETED)
-            if reader.done():
-                reader.result()  # the server closed the connection: raise why
-            sender.result()
-            self.sending_done = True
-            if not self.pending:
-                self.drained.set()
-            drained = asyncio.create_task(self.drained.wait())
-            await asyncio.wait(
-                {drained, reader}, timeout=DRAIN_TIMEOUT, return_when=asyncio.FIRST_COMPLETED
-            )
-            drained.cancel()
-            if reader.done():
-                reader.result()  # the server closed the connection: raise why
-            self.stats.unanswered += len(self.pending)
-        finally:
-            for task in (sender, reader, watchdog, *self.tasks):
-                task.cancel()
-
-    # --- sending ---------------------------------------------------------------
+        await self.device.run(sending, drain_timeout=DRAIN_TIMEOUT)
+        self.stats.unanswered += len(self.device.waiting)
 
     async def send_closed_loop(self) -> None:
-        while self.loop.time() < self.stats.deadline:
+        loop = asyncio.get_running_loop()
+        while loop.time() < self.stats.deadline:
             await self.window.acquire()
-            if self.loop.time() >= self.stats.deadline:
+            if loop.time() >= self.stats.deadline:
                 self.window.release()
                 return
             await self.send_new(self.args.batch)
 
     async def send_paced(self, started: float) -> None:
         """Single readings every devices/rate seconds, devices offset from each other."""
+        loop = asyncio.get_running_loop()
         interval = self.args.devices / self.args.rate
         next_at = started + interval * self.index / self.args.devices
         while next_at < self.stats.deadline:
-            delay = next_at - self.loop.time()
+            delay = next_at - loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)
             await self.window.acquire()
@@ -175,108 +141,17 @@ class Device:
             next_at += interval
 
     async def send_new(self, count: int) -> None:
+        """A frame of `count` new readings; its window slot is free once all are answered."""
         ts = datetime.now(UTC).isoformat()
-        items = []
-        for _ in range(count):
-            items.append({"id": f"d{self.index}-{self.next_seq}", "ts": ts, "quantity": "1"})
-            self.next_seq += 1
-        frame = Frame(remaining={item["id"] for item in items})
-        now = self.loop.time()
-        for item in items:
-            self.pending[item["id"]] = Pending(item, frame, first_sent=now, last_sent=now)
-            self.stats.first_sent[item["id"]] = now
-        self.stats.sent += count
+        first = self.next_seq
+        self.next_seq += count
+        readings = [
+            {"id": f"d{self.index}-{seq}", "ts": ts, "quantity": "1"}
+            for seq in range(first, self.next_seq)
+        ]
         self.stats.frames += 1
-        await self.send_items(items)
-
-    async def send_items(self, items: list[dict]) -> None:
-        for start in range(0, len(items), MAX_BATCH):
-            chunk = items[start : start + MAX_BATCH]
-            if len(chunk) == 1:
-                await self.ws.send(json.dumps({"type": "reading", **chunk[0]}))
-            else:
-                await self.ws.send(json.dumps({"type": "batch", "readings": chunk}))
-
-    async def resend(self, ids: list[str]) -> None:
-        now = self.loop.time()
-        items = []
-        for rid in ids:
-            pending = self.pending.get(rid)
-            if pending is not None:
-                pending.retrying = False
-                pending.last_sent = now
-                items.append(pending.item)
-        if items:
-            await self.send_items(items)
-
-    def resend_later(self, ids: list[str], delay: float) -> None:
-        def start() -> None:
-            task = asyncio.create_task(self.resend(ids))
-            self.tasks.add(task)
-            task.add_done_callback(self.tasks.discard)
-
-        self.loop.call_later(delay, start)
-
-    async def resend_unanswered(self) -> None:
-        while True:
-            await asyncio.sleep(1.0)
-            cutoff = self.loop.time() - RESEND_AFTER
-            stale = [
-                rid
-                for rid, pending in self.pending.items()
-                if not pending.retrying and pending.last_sent < cutoff
-            ]
-            if stale:
-                self.stats.resent_unanswered += len(stale)
-                await self.resend(stale)
-
-    # --- answers ---------------------------------------------------------------
-
-    async def read(self) -> None:
-        async for raw in self.ws:
-            message = json.loads(raw)
-            kind = message.get("type")
-            now = self.loop.time()
-            if kind == "ack":
-                for rid in message.get("ids", []):
-                    self.settle(rid, now, charged=True)
-                for rid in message.get("duplicates", []):
-                    self.stats.duplicates += 1
-                    self.settle(rid, now, charged=True)
-            elif kind == "busy":
-                ids = [
-                    rid
-                    for rid in message.get("ids", [])
-                    if rid in self.pending and not self.pending[rid].retrying
-                ]
-                for rid in ids:
-                    self.pending[rid].retrying = True
-                self.stats.busy += len(ids)
-                self.resend_later(ids, message.get("retry_after_ms", 500) / 1000)
-            elif kind == "error":
-                self.stats.errors.append(message)
-                if message.get("id") is not None:
-                    self.settle(message["id"], now, charged=False)
-            else:
-                self.stats.others[kind] += 1
-        raise ConnectionError(f"device {self.index}: server closed with {self.ws.close_code}")
-
-    def settle(self, rid: str, now: float, *, charged: bool) -> None:
-        pending = self.pending.pop(rid, None)
-        if pending is None:
-            self.stats.late_answers += 1
-            return
-        if charged:
-            self.stats.answered += 1
-            self.stats.answered_ids.add(rid)
-            self.stats.ack_latency.append(now - pending.first_sent)
-            if now <= self.stats.deadline:
-                self.stats.answered_in_window += 1
-        pending.frame.remaining.discard(rid)
-        if not pending.frame.remaining:
-            self.window.release()
-        if self.sending_done and not self.pending:
-            self.drained.set()
+        frame = await self.device.send(readings)
+        frame.done.add_done_callback(lambda _: self.window.release())
 
 
 class Dashboard:
@@ -389,14 +264,10 @@ async def run(args) -> dict:
             dashboard_reader = asyncio.create_task(dashboard.read())
         devices = []
         for index, token in enumerate(tokens):
-            ws = await sockets.enter_async_context(
-                connect(
-                    bases[index % len(bases)].replace("http", "ws", 1) + "/ws/meters/",
-                    additional_headers={"Authorization": f"Bearer {token}"},
-                    max_queue=None,
-                )
-            )
-            devices.append(Device(ws, index, args, stats))
+            device = LoadDevice(meters_url(bases[index % len(bases)]), token, index, args, stats)
+            await device.device.connect()
+            sockets.push_async_callback(device.device.close)
+            devices.append(device)
 
         print("loadgen: streaming", flush=True)
         cpu_started = time.process_time()
@@ -409,31 +280,35 @@ async def run(args) -> dict:
 
         dashboard_result = None
         if dashboard is not None:
-            await dashboard.wait_for(stats.answered_ids, DASHBOARD_GRACE)
+            await dashboard.wait_for(set(stats.acked), DASHBOARD_GRACE)
             dashboard_reader.cancel()
             latencies = [
-                dashboard.seen[rid] - stats.first_sent[rid]
-                for rid in stats.answered_ids
+                dashboard.seen[rid] - stats.sent[rid]
+                for rid in stats.acked
                 if rid in dashboard.seen
             ]
             dashboard_result = {
                 "readings_seen": len(dashboard.seen),
-                "missing": len(stats.answered_ids - dashboard.seen.keys()),
+                "missing": len(stats.acked.keys() - dashboard.seen.keys()),
                 "repeated": dashboard.repeated,
                 "events": dict(dashboard.kinds),
                 "charge_ms": percentiles_ms(latencies),
             }
 
-    expected = stats.answered * UNIT_PRICE
+    answered = len(stats.acked)
+    errors = [*stats.errors.values(), *stats.frame_errors]
+    expected = answered * UNIT_PRICE
     total = settled_total(bases[0], args.key, account["id"], expected)
     problems = []
     if total != expected:
         problems.append(f"charged total {total} != {expected} for the readings acked")
     if stats.unanswered:
         problems.append(f"{stats.unanswered} readings never answered")
-    if stats.errors:
-        problems.append(f"{len(stats.errors)} errors, first {stats.errors[0]}")
-    if not stats.answered:
+    if errors:
+        problems.append(f"{len(errors)} errors, first {errors[0]}")
+    if stats.reconnects:
+        problems.append(f"devices reconnected {stats.reconnects} times ({stats.close_codes})")
+    if not answered:
         problems.append("no reading was acked")
     if dashboard_result and dashboard_result["missing"]:
         problems.append(f"the dashboard missed {dashboard_result['missing']} acked readings")
@@ -446,18 +321,18 @@ async def run(args) -> dict:
         "seconds": args.seconds,
         "daphnes": len(bases),
         "elapsed_s": round(elapsed, 3),
-        "sent": stats.sent,
+        "sent": len(stats.sent),
         "frames": stats.frames,
-        "answered": stats.answered,
-        "readings_per_s": round(stats.answered_in_window / args.seconds, 1),
-        "sent_per_s": round(stats.sent / args.seconds, 1),
-        "ack_ms": percentiles_ms(stats.ack_latency),
+        "answered": answered,
+        "readings_per_s": round(stats.answered_in_window() / args.seconds, 1),
+        "sent_per_s": round(len(stats.sent) / args.seconds, 1),
+        "ack_ms": percentiles_ms(stats.latencies()),
         "duplicates": stats.duplicates,
-        "busy": stats.busy,
-        "resent_unanswered": stats.resent_unanswered,
-        "late_answers": stats.late_answers,
+        "busy": stats.busy_readings,
+        "resent_unanswered": stats.resent,
+        "late_answers": stats.late,
         "unanswered": stats.unanswered,
-        "errors": len(stats.errors),
+        "errors": len(errors),
         "other_answers": dict(stats.others),
         "dashboard": dashboard_result,
         "total": str(total),

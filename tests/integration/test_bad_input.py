@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from devtools.stack import Provisioned
 from tests.integration.stack import (
-    Provisioned,
     batch,
     connect_device,
     iso,

@@ -13,13 +13,8 @@ import uuid
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
-from tests.integration.stack import (
-    REPO_ROOT,
-    Device,
-    connect_device,
-    expect_refused,
-    reading,
-)
+from devtools.stack import REPO_ROOT
+from tests.integration.stack import Device, connect_device, expect_refused, reading
 
 pytestmark = pytest.mark.integration
 

@@ -4,7 +4,8 @@ from decimal import Decimal
 
 import pytest
 
-from tests.integration.stack import charges_by_reading, http_json, ts_ago
+from devtools.stack import http_json
+from tests.integration.stack import charges_by_reading, ts_ago
 
 pytestmark = pytest.mark.integration
 

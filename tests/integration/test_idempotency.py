@@ -4,11 +4,11 @@ from decimal import Decimal
 
 import pytest
 
+from devtools.stack import http_json
 from tests.integration.stack import (
     batch,
     charges_by_reading,
     connect_device,
-    http_json,
     reading,
     recv_json,
     send_json,

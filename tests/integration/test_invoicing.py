@@ -12,7 +12,8 @@ from decimal import Decimal
 
 import pytest
 
-from tests.integration.stack import REPO_ROOT, Device, batch, connect_device, iso, reading
+from devtools.stack import REPO_ROOT
+from tests.integration.stack import Device, batch, connect_device, iso, reading
 
 pytestmark = pytest.mark.integration
 

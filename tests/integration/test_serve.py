@@ -20,18 +20,15 @@ import psutil
 import pytest
 from websockets.exceptions import ConnectionClosed
 
+from devtools.stack import REPO_ROOT, free_port, http_json, wait_for
 from tests.integration.stack import (
-    REPO_ROOT,
     StreamStats,
     assert_charged_once,
     connect_dashboard,
     connect_device,
-    free_port,
-    http_json,
     make_stack,
     recv_json,
     stream,
-    wait_for,
 )
 
 pytestmark = pytest.mark.integration

@@ -9,6 +9,7 @@ from decimal import Decimal
 
 import pytest
 
+from devtools.stack import tail
 from tests.integration.stack import (
     Device,
     batch,
@@ -16,7 +17,6 @@ from tests.integration.stack import (
     connect_device,
     money,
     reading,
-    tail,
 )
 
 pytestmark = pytest.mark.integration

@@ -8,8 +8,9 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
+from clients.device import meters_url
 from web.demo import demo_meter_tokens
-from web.simulator import simulate, ws_url
+from web.simulator import simulate
 
 
 class Command(BaseCommand):
@@ -21,8 +22,9 @@ class Command(BaseCommand):
         parser.add_argument("--url", default=f"http://127.0.0.1:{os.environ.get('PORT', '8000')}")
 
     def handle(self, *args: Any, meters: int, rate: float, url: str, **options: Any) -> None:
-        logging.getLogger("web.simulator").setLevel(logging.INFO)
+        for name in ("web.simulator", "clients.device"):
+            logging.getLogger(name).setLevel(logging.INFO)
         tokens = demo_meter_tokens(count=meters)
         self.stdout.write(f"Simulating {len(tokens)} meters at {rate}/s each against {url}")
         with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(simulate(tokens=tokens, url=ws_url(url), rate=rate))
+            asyncio.run(simulate(tokens=tokens, url=meters_url(url), rate=rate))

@@ -1,0 +1,1 @@
+"""Clients of Meterline's public protocols, for devices and tools; no Django here."""

@@ -1,0 +1,1 @@
+"""Developer tools: the local process harness shared by the integration tests and the benchmark."""
