@@ -1,16 +1,36 @@
 """Authentication of the operator API: `Authorization: Bearer <operator key>`.
 
 Keys are looked up by their SHA-256 (billing/keys.py), never compared in Python.
+`bearer_token` is the one reading of a Bearer header, shared with device HTTP
+ingest (metering/api/auth.py).
 """
 
 from dataclasses import dataclass
 
+from django.http import HttpRequest
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.request import Request
 
 from billing.keys import secret_hash
 from billing.models import OperatorKey
+
+BEARER = "Bearer"
+
+
+def bearer_token(request: HttpRequest | Request) -> str | None:
+    """The token of `Authorization: Bearer <token>`, or None when no Bearer credentials came.
+
+    Raises AuthenticationFailed when the header says Bearer but holds no single token.
+    """
+    parts = get_authorization_header(request).split()
+    if not parts or parts[0].lower() != BEARER.lower().encode():
+        return None
+    if len(parts) != 2:
+        raise AuthenticationFailed("Malformed Authorization header: expected 'Bearer <key>'.")
+    # Headers arrive as latin-1; a token outside ASCII matches no stored hash, so it is
+    # refused as a wrong one rather than failing to decode.
+    return parts[1].decode("latin-1")
 
 
 @dataclass(frozen=True)
@@ -22,19 +42,13 @@ class Operator:
 
 
 class OperatorKeyAuthentication(BaseAuthentication):
-    keyword = "Bearer"
+    keyword = BEARER
 
     def authenticate(self, request: Request) -> tuple[Operator, OperatorKey] | None:
-        parts = get_authorization_header(request).split()
-        if not parts or parts[0].lower() != self.keyword.lower().encode():
+        key = bearer_token(request)
+        if key is None:
             # No credentials: IsAuthenticated answers 401 with our challenge.
             return None
-        if len(parts) != 2:
-            raise AuthenticationFailed("Malformed Authorization header: expected 'Bearer <key>'.")
-        try:
-            key = parts[1].decode("ascii")
-        except UnicodeDecodeError:
-            raise AuthenticationFailed("Invalid API key.") from None
         operator_key = OperatorKey.objects.filter(
             key_hash=secret_hash(key), revoked_at__isnull=True
         ).first()

@@ -160,7 +160,9 @@ REST_FRAMEWORK = {
     "UNAUTHENTICATED_USER": None,
     "COERCE_DECIMAL_TO_STRING": True,
     "EXCEPTION_HANDLER": "billing.api.errors.exception_handler",
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # drf-spectacular's, naming output serializers for what they render (and, loaded,
+    # registering the operator key and decimal field extensions).
+    "DEFAULT_SCHEMA_CLASS": "billing.api.schema.AutoSchema",
 }
 
 # The OpenAPI schema at /api/schema/, browsable at /api/docs/ (routing/http.py).
@@ -184,15 +186,9 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_SETTINGS": {"deepLinking": True, "persistAuthorization": True},
     # Two fields named "kind" with different choices: name both enums.
     "ENUM_NAME_OVERRIDES": {
-        "MeterKindEnum": "metering.api.schema.METER_KINDS",
-        "InvoiceLineKindEnum": "billing.api.schema.INVOICE_LINE_KINDS",
+        "MeterKindEnum": "metering.api.serializers.METER_KINDS",
+        "InvoiceLineKindEnum": "billing.api.serializers.INVOICE_LINE_KINDS",
     },
-    # The Bearer operator key scheme comes from billing/api/schema.py; HTTP
-    # ingest, a plain Django view, is added by this hook.
-    "POSTPROCESSING_HOOKS": [
-        "drf_spectacular.hooks.postprocess_schema_enums",
-        "metering.api.schema.ingest_path",
-    ],
 }
 
 # --- The rest ------------------------------------------------------------------

@@ -14,13 +14,36 @@ from django.core.exceptions import NON_FIELD_ERRORS
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
-from rest_framework import exceptions, status
+from drf_spectacular.utils import OpenApiResponse
+from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import exception_handler as drf_exception_handler
 from rest_framework.views import set_rollback
 
 logger = logging.getLogger(__name__)
+
+
+class ErrorOut(serializers.Serializer):
+    # Renders every error body of the operator API (below) and documents it (ERRORS).
+    code = serializers.CharField()
+    detail = serializers.CharField()
+    errors = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField()),
+        required=False,
+        help_text='On a 400 only: messages by field path, e.g. "tiers[1].up_to".',
+    )
+
+
+# The error answers of the views, for their `extend_schema(responses=...)`.
+ERRORS = {
+    400: OpenApiResponse(ErrorOut, description="The body or query failed validation."),
+    401: OpenApiResponse(ErrorOut, description="Missing or wrong operator API key."),
+}
+NOT_FOUND = {
+    401: ERRORS[401],
+    404: OpenApiResponse(ErrorOut, description="No such object."),
+}
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
@@ -38,20 +61,19 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
             return None  # Django's debug page, for a developer at their own machine.
         logger.exception("unhandled error in %s", context.get("view"), exc_info=exc)
         set_rollback()
-        return Response(
-            {"code": "server_error", "detail": "Internal server error."},
-            status=status.HTTP_500_INTERNAL_SERVER_ERROR,
-        )
+        body = {"code": "server_error", "detail": "Internal server error."}
+        return Response(ErrorOut(body).data, status=status.HTTP_500_INTERNAL_SERVER_ERROR)
 
     if isinstance(exc, exceptions.ValidationError):
-        response.data = {
+        body = {
             "code": "invalid",
             "detail": "The request is invalid; see errors for each field.",
             "errors": flatten_errors(exc.detail),
         }
+        response.data = ErrorOut(body).data
     elif isinstance(exc, exceptions.APIException):
         code = getattr(exc.detail, "code", None) or exc.default_code
-        response.data = {"code": str(code), "detail": str(exc.detail)}
+        response.data = ErrorOut({"code": str(code), "detail": str(exc.detail)}).data
     return response
 
 

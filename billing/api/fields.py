@@ -1,4 +1,10 @@
-"""Serializer fields for the wire conventions: decimal strings, ISO currencies, IANA zones."""
+"""Serializer fields for the wire conventions: decimal strings, ISO currencies, IANA zones,
+UTC timestamps with a Z.
+
+Inputs parse (DecimalStringField, CurrencyField, TimezoneField); outputs write
+money and quantities with billing/money.py, so a response and the schema it is
+documented by come from the same field.
+"""
 
 import zoneinfo
 from decimal import Decimal
@@ -6,8 +12,11 @@ from functools import cache
 from typing import Any
 
 from rest_framework import serializers
+from rest_framework.fields import get_attribute
 
 from billing.currencies import currency_check
+from billing.money import format_amount, format_minor, format_quantity
+from billing.periods import isoformat
 from billing.tariffs import TariffError, parse_decimal
 
 
@@ -82,3 +91,60 @@ class TimezoneField(serializers.CharField):
                 f'{name!r} is not an IANA time zone name, e.g. "Europe/Berlin"'
             )
         return name
+
+
+class TimestampField(serializers.DateTimeField):
+    """Output: ISO 8601 in UTC with a Z, as the contract shows timestamps."""
+
+    def to_representation(self, value: Any) -> str:
+        return isoformat(value)
+
+
+class DecimalOutField(serializers.Field):
+    """Output: a decimal as a JSON string, as `write` puts it; `pattern` and `description`
+    say so in the schema (billing/api/schema.py), where responses are checked against them."""
+
+    pattern = r"^-?[0-9]+(\.[0-9]+)?$"
+    description = 'a decimal as a string, without trailing zeros: "100000", "0.5"'
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(read_only=True, **kwargs)
+
+    def write(self, value: Decimal) -> str:
+        return f"{value.normalize():f}"
+
+    def to_representation(self, value: Decimal) -> str:
+        return self.write(value)
+
+
+class AmountField(DecimalOutField):
+    pattern = r"^-?[0-9]+\.[0-9]{6}$"
+    description = 'money to exactly 6 places: "12.340000"'
+
+    def write(self, value: Decimal) -> str:
+        return format_amount(value)
+
+
+class QuantityField(DecimalOutField):
+    pattern = r"^-?[0-9]+(\.[0-9]{0,5}[1-9])?$"
+    description = 'usage to at most 6 places, without trailing zeros: "41.2", "100"'
+
+    def write(self, value: Decimal) -> str:
+        return format_quantity(value)
+
+
+class MinorAmountField(DecimalOutField):
+    """`currency` is where the object keeps its currency ("currency", "invoice.currency")."""
+
+    description = 'rounded half up to the currency\'s minor unit: "12.34" (EUR), "1234" (JPY)'
+
+    def __init__(self, *, currency: str, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.currency_attrs = currency.split(".")
+
+    def get_attribute(self, instance: Any) -> tuple[Decimal, str]:
+        return super().get_attribute(instance), get_attribute(instance, self.currency_attrs)
+
+    def to_representation(self, value: tuple[Decimal, str]) -> str:
+        amount, currency = value
+        return format_minor(amount, currency)

@@ -2,7 +2,6 @@
 
 import csv
 import io
-from typing import Any
 
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404
@@ -15,10 +14,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from billing.api import schema
+from billing.api.errors import ERRORS, NOT_FOUND, ErrorOut
+from billing.api.serializers import InvoiceLineOut, InvoiceListOut, InvoiceOut
 from billing.invoicing import account_periods_close
 from billing.models import Account, Invoice
-from billing.money import format_minor, format_quantity
 from billing.periods import isoformat
 
 
@@ -28,34 +27,11 @@ class NothingToClose(APIException):
     default_detail = "the open period was closed at this very moment; nothing is left to close"
 
 
+CONFLICT = OpenApiResponse(ErrorOut, description="The open period was closed meanwhile.")
+
+
 class InvoiceListInput(serializers.Serializer):
     account = serializers.CharField(max_length=32)
-
-
-def invoice_out(invoice: Invoice) -> dict[str, Any]:
-    """Needs `lines` prefetched to stay one query per page."""
-    currency = invoice.currency
-    return {
-        "id": invoice.id,
-        "account": invoice.account_id,
-        "period_start": isoformat(invoice.period_start),
-        "period_end": isoformat(invoice.period_end),
-        "status": invoice.status,
-        "lines": [
-            {
-                "description": line.description,
-                "kind": line.kind,
-                "meter": line.meter_id,
-                "quantity": format_quantity(line.quantity),
-                "amount": format_minor(line.amount, currency),
-            }
-            for line in invoice.lines.all()
-        ],
-        "subtotal": format_minor(invoice.subtotal, currency),
-        "total": format_minor(invoice.total, currency),
-        "currency": currency,
-        "created_at": isoformat(invoice.created_at),
-    }
 
 
 def invoice_csv_response(invoice: Invoice) -> HttpResponse:
@@ -78,7 +54,7 @@ def invoice_csv_response(invoice: Invoice) -> HttpResponse:
             "currency",
         ]
     )
-    for line in invoice_out(invoice)["lines"]:
+    for line in InvoiceLineOut(invoice.lines.all(), many=True).data:
         writer.writerow(
             [
                 invoice.id,
@@ -102,25 +78,25 @@ class InvoiceListApi(APIView):
         operation_id="invoice_list",
         tags=["invoices"],
         parameters=[InvoiceListInput],
-        responses={200: schema.INVOICE_LIST, **schema.ERRORS, 404: schema.NOT_FOUND[404]},
+        responses={200: InvoiceListOut, **ERRORS, 404: NOT_FOUND[404]},
     )
     def get(self, request: Request) -> Response:
         query = InvoiceListInput(data=request.query_params)
         query.is_valid(raise_exception=True)
         account = get_object_or_404(Account, pk=query.validated_data["account"])
         invoices = account.invoices.prefetch_related("lines").order_by("period_start")
-        return Response({"results": [invoice_out(invoice) for invoice in invoices]})
+        return Response(InvoiceListOut({"results": invoices}).data)
 
 
 class InvoiceDetailApi(APIView):
     @extend_schema(
         operation_id="invoice_get",
         tags=["invoices"],
-        responses={200: schema.INVOICE, **schema.NOT_FOUND},
+        responses={200: InvoiceOut, **NOT_FOUND},
     )
     def get(self, request: Request, invoice_id: str) -> Response:
         invoice = get_object_or_404(Invoice.objects.prefetch_related("lines"), pk=invoice_id)
-        return Response(invoice_out(invoice))
+        return Response(InvoiceOut(invoice).data)
 
 
 class InvoiceCsvApi(APIView):
@@ -131,7 +107,7 @@ class InvoiceCsvApi(APIView):
         tags=["invoices"],
         responses={
             (200, "text/csv"): OpenApiResponse(OpenApiTypes.STR, description="One row a line."),
-            **schema.NOT_FOUND,
+            **NOT_FOUND,
         },
     )
     def get(self, request: Request, invoice_id: str) -> HttpResponse:
@@ -146,7 +122,7 @@ class ClosePeriodApi(APIView):
         operation_id="account_close_period",
         tags=["invoices"],
         request=None,
-        responses={201: schema.INVOICE, **schema.NOT_FOUND, **schema.CONFLICT},
+        responses={201: InvoiceOut, **NOT_FOUND, 409: CONFLICT},
     )
     def post(self, request: Request, account_id: str) -> Response:
         account = get_object_or_404(Account, pk=account_id)
@@ -155,4 +131,4 @@ class ClosePeriodApi(APIView):
         if not invoices or invoices[-1].period_end != now:
             raise NothingToClose()
         invoice = Invoice.objects.prefetch_related("lines").get(pk=invoices[-1].pk)
-        return Response(invoice_out(invoice), status=status.HTTP_201_CREATED)
+        return Response(InvoiceOut(invoice).data, status=status.HTTP_201_CREATED)

@@ -1,20 +1,29 @@
-"""Shapes of the billing half of the operator API: input serializers and output dicts.
+"""Shapes of the billing half of the operator API: input and output serializers.
 
 Inputs are validated here for shape; rules that need the database or the
-pricing models live in the services. Outputs write money with
-billing/money.py and timestamps with billing/periods.isoformat.
+pricing models live in the services. Outputs render every answer and are the
+schema of it too (`extend_schema` in the views): money and quantities through
+the output fields of billing/api/fields.py, timestamps in UTC with a Z.
 """
 
+import copy
 from decimal import Decimal
 from typing import Any
 
+from drf_spectacular.utils import OpenApiExample
 from rest_framework import serializers
 
-from billing.api.fields import CurrencyField, DecimalStringField, TimezoneField
-from billing.models import MONEY, Account, Charge, Tariff
-from billing.money import format_amount, format_quantity
-from billing.periods import billing_period_problem, isoformat
-from billing.selectors import AccountUsage
+from billing.api.fields import (
+    AmountField,
+    CurrencyField,
+    DecimalStringField,
+    MinorAmountField,
+    QuantityField,
+    TimestampField,
+    TimezoneField,
+)
+from billing.models import MONEY, Invoice, InvoiceLine
+from billing.periods import billing_period_problem
 from billing.tariffs import MODEL_FIELDS
 
 MODEL_FIELD_NAMES = sorted({field for fields in MODEL_FIELDS.values() for field in fields})
@@ -79,59 +88,176 @@ class ChargeListInput(serializers.Serializer):
     limit = serializers.IntegerField(required=False, min_value=1, max_value=1000, default=100)
 
 
-def account_out(account: Account) -> dict[str, Any]:
-    return {
-        "id": account.id,
-        "name": account.name,
-        "currency": account.currency,
-        "timezone": account.timezone,
-        "created_at": isoformat(account.created_at),
-    }
+# --- Outputs --------------------------------------------------------------------------
 
 
-def tariff_out(tariff: Tariff) -> dict[str, Any]:
-    return {
-        "id": tariff.id,
-        "name": tariff.name,
-        "currency": tariff.currency,
-        "unit": tariff.unit,
-        "billing_period": tariff.billing_period,
-        "model": tariff.model,
-        **tariff.params,
-        "fixed_fee": format_amount(tariff.fixed_fee),
-        "minimum": format_amount(tariff.minimum),
-        "created_at": isoformat(tariff.created_at),
-    }
+class AccountOut(serializers.Serializer):
+    id = serializers.CharField()
+    name = serializers.CharField()
+    currency = serializers.CharField()
+    timezone = serializers.CharField()
+    created_at = TimestampField()
 
 
-def usage_out(usage: AccountUsage) -> dict[str, Any]:
-    return {
-        "period": {"start": isoformat(usage.period_start), "end": isoformat(usage.period_end)},
-        "currency": usage.currency,
-        "total": format_amount(usage.total),
-        "meters": [
-            {
-                "id": meter.meter_id,
-                "usage": format_quantity(meter.usage),
-                "amount": format_amount(meter.amount),
-            }
-            for meter in usage.meters
-        ],
-    }
+class TariffOut(serializers.Serializer):
+    id = serializers.CharField()
+    name = serializers.CharField()
+    currency = serializers.CharField()
+    unit = serializers.CharField()
+    billing_period = serializers.CharField()
+    model = serializers.ChoiceField(choices=sorted(MODEL_FIELDS))
+    # The model's own fields, kept in `Tariff.params` as they were given and shown so; in
+    # MODEL_FIELDS order, the order they are stored in; each only on tariffs of its model.
+    unit_price = serializers.CharField(
+        source="params.unit_price", required=False, help_text="per_unit: a decimal string"
+    )
+    tiers = serializers.ListField(
+        source="params.tiers",
+        child=serializers.DictField(),
+        required=False,
+        help_text='graduated, volume: [{"up_to": "100" or null, "unit_price": "0.30"}]',
+    )
+    package_size = serializers.CharField(
+        source="params.package_size", required=False, help_text="package: a decimal string"
+    )
+    package_price = serializers.CharField(
+        source="params.package_price", required=False, help_text="package: a decimal string"
+    )
+    bands = serializers.ListField(
+        source="params.bands",
+        child=serializers.DictField(),
+        required=False,
+        help_text=(
+            'time_of_use: [{"name", "days": [0-6, Monday=0], "start": "07:00", '
+            '"end": "22:00", "unit_price"}]'
+        ),
+    )
+    default_unit_price = serializers.CharField(
+        source="params.default_unit_price",
+        required=False,
+        help_text="time_of_use: a decimal string",
+    )
+    fixed_fee = AmountField()
+    minimum = AmountField()
+    created_at = TimestampField()
 
 
-def charge_out(charge: Charge) -> dict[str, Any]:
-    """Needs `charge.reading` loaded (select_related) to stay one query per page."""
-    return {
-        "id": str(charge.id),
-        "meter": charge.meter_id,
-        "reading_id": charge.reading.reading_id,
-        "reading_ts": isoformat(charge.reading.ts),
-        "quantity": format_quantity(charge.quantity),
-        "amount": format_amount(charge.amount),
-        "currency": charge.currency,
-        "rated_at": isoformat(charge.rated_at),
-        "period_start": isoformat(charge.period_start),
-        "late": charge.late,
-        "lines": charge.lines,
-    }
+# A field added to a pricing model must be shown (and documented) here too.
+assert set(MODEL_FIELD_NAMES) <= set(TariffOut._declared_fields)
+
+
+class TariffCreateRequest(TariffCreateInput):
+    """A new tariff: the common fields and those of its pricing model."""
+
+    # Documentation only: TariffCreateInput reads the model's own fields from the raw body
+    # (billing/tariffs.py checks them), so their description is borrowed from TariffOut.
+    def get_fields(self) -> dict[str, serializers.Field]:
+        fields = super().get_fields()
+        for name, field in TariffOut._declared_fields.items():
+            if name in MODEL_FIELD_NAMES:
+                fields[name] = copy.deepcopy(field)
+                fields[name].source = None  # a request field, not read from `params`
+        return fields
+
+
+TARIFF_EXAMPLE = OpenApiExample(
+    "Graduated",
+    request_only=True,
+    value={
+        "name": "Household",
+        "currency": "EUR",
+        "unit": "kWh",
+        "billing_period": "month",
+        "model": "graduated",
+        "tiers": [{"up_to": "100", "unit_price": "0.30"}, {"up_to": None, "unit_price": "0.25"}],
+        "fixed_fee": "9.90",
+        "minimum": "0",
+    },
+)
+
+
+class DashboardKeyOut(serializers.Serializer):
+    key = serializers.CharField(help_text="Read-only dashboard key, shown this once.")
+
+
+class PeriodOut(serializers.Serializer):
+    start = TimestampField(source="period_start")
+    end = TimestampField(source="period_end")
+
+
+class MeterUsageOut(serializers.Serializer):
+    id = serializers.CharField(source="meter_id")
+    usage = QuantityField()
+    amount = AmountField()
+
+
+class AccountUsageOut(serializers.Serializer):
+    # Renders billing.selectors.AccountUsage.
+
+    period = PeriodOut(source="*")
+    currency = serializers.CharField()
+    total = AmountField()
+    meters = MeterUsageOut(many=True)
+
+
+class ChargeLineOut(serializers.Serializer):
+    """How a part of the charge was priced: a tier, a band, a volume repricing."""
+
+    # Stored already written (metering/rating/writing.py), so shown as stored.
+
+    description = serializers.CharField()
+    quantity = serializers.CharField(help_text="a decimal string, exact")
+    unit_price = serializers.CharField(allow_null=True, help_text="a decimal string, exact")
+    amount = serializers.CharField(help_text="a decimal string, 6 places")
+
+
+class ChargeOut(serializers.Serializer):
+    # Needs `charge.reading` loaded (select_related) to stay one query per page.
+
+    id = serializers.CharField()
+    meter = serializers.CharField(source="meter_id")
+    reading_id = serializers.CharField(source="reading.reading_id")
+    reading_ts = TimestampField(source="reading.ts")
+    quantity = QuantityField()
+    amount = AmountField()
+    currency = serializers.CharField()
+    rated_at = TimestampField()
+    period_start = TimestampField()
+    late = serializers.BooleanField()
+    lines = ChargeLineOut(many=True)
+
+
+class ChargePageOut(serializers.Serializer):
+    results = ChargeOut(many=True)
+    next = serializers.URLField(allow_null=True, help_text="The next page, or null.")
+
+
+# Named in SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"]: meters have a "kind" too.
+INVOICE_LINE_KINDS = InvoiceLine.Kind.values
+
+
+class InvoiceLineOut(serializers.Serializer):
+    description = serializers.CharField()
+    kind = serializers.ChoiceField(choices=INVOICE_LINE_KINDS)
+    meter = serializers.CharField(source="meter_id", allow_null=True)
+    quantity = QuantityField()
+    amount = MinorAmountField(currency="invoice.currency")
+
+
+class InvoiceOut(serializers.Serializer):
+    # Needs `lines` prefetched to stay one query per page.
+
+    id = serializers.CharField()
+    account = serializers.CharField(source="account_id")
+    period_start = TimestampField()
+    period_end = TimestampField()
+    status = serializers.ChoiceField(choices=Invoice.Status.values)
+    lines = InvoiceLineOut(many=True)
+    subtotal = MinorAmountField(currency="currency")
+    total = MinorAmountField(currency="currency")
+    currency = serializers.CharField()
+    created_at = TimestampField()
+
+
+class InvoiceListOut(serializers.Serializer):
+    results = InvoiceOut(many=True)

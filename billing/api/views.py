@@ -1,4 +1,7 @@
-"""Views of the billing half of the operator API: parse, call a service or selector, answer."""
+"""Views of the billing half of the operator API: parse, call a service or selector, answer.
+
+Each answer is rendered by the output serializer its `extend_schema` names.
+"""
 
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
@@ -9,15 +12,18 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from billing.account_services import account_create, dashboard_key_create
-from billing.api import schema
+from billing.api.errors import ERRORS, NOT_FOUND
 from billing.api.serializers import (
+    TARIFF_EXAMPLE,
     AccountCreateInput,
+    AccountOut,
+    AccountUsageOut,
     ChargeListInput,
+    ChargePageOut,
+    DashboardKeyOut,
     TariffCreateInput,
-    account_out,
-    charge_out,
-    tariff_out,
-    usage_out,
+    TariffCreateRequest,
+    TariffOut,
 )
 from billing.models import Account, Tariff
 from billing.selectors import account_usage, charge_list
@@ -29,23 +35,23 @@ class AccountCreateApi(APIView):
         operation_id="account_create",
         tags=["accounts"],
         request=AccountCreateInput,
-        responses={201: schema.ACCOUNT, **schema.ERRORS},
+        responses={201: AccountOut, **ERRORS},
     )
     def post(self, request: Request) -> Response:
         data = AccountCreateInput(data=request.data)
         data.is_valid(raise_exception=True)
         account = account_create(**data.validated_data)
-        return Response(account_out(account), status=status.HTTP_201_CREATED)
+        return Response(AccountOut(account).data, status=status.HTTP_201_CREATED)
 
 
 class AccountDetailApi(APIView):
     @extend_schema(
         operation_id="account_get",
         tags=["accounts"],
-        responses={200: schema.ACCOUNT, **schema.NOT_FOUND},
+        responses={200: AccountOut, **NOT_FOUND},
     )
     def get(self, request: Request, account_id: str) -> Response:
-        return Response(account_out(get_object_or_404(Account, pk=account_id)))
+        return Response(AccountOut(get_object_or_404(Account, pk=account_id)).data)
 
 
 class DashboardKeyCreateApi(APIView):
@@ -53,23 +59,23 @@ class DashboardKeyCreateApi(APIView):
         operation_id="dashboard_key_create",
         tags=["accounts"],
         request=None,
-        responses={201: schema.DASHBOARD_KEY, **schema.NOT_FOUND},
+        responses={201: DashboardKeyOut, **NOT_FOUND},
     )
     def post(self, request: Request, account_id: str) -> Response:
         account = get_object_or_404(Account, pk=account_id)
         key = dashboard_key_create(account=account)
-        return Response({"key": key}, status=status.HTTP_201_CREATED)
+        return Response(DashboardKeyOut({"key": key}).data, status=status.HTTP_201_CREATED)
 
 
 class AccountUsageApi(APIView):
     @extend_schema(
         operation_id="account_usage",
         tags=["accounts"],
-        responses={200: schema.USAGE, **schema.NOT_FOUND},
+        responses={200: AccountUsageOut, **NOT_FOUND},
     )
     def get(self, request: Request, account_id: str) -> Response:
         account = get_object_or_404(Account, pk=account_id)
-        return Response(usage_out(account_usage(account=account, at=timezone.now())))
+        return Response(AccountUsageOut(account_usage(account=account, at=timezone.now())).data)
 
 
 class ChargeListApi(APIView):
@@ -79,7 +85,7 @@ class ChargeListApi(APIView):
         operation_id="charge_list",
         tags=["accounts"],
         parameters=[ChargeListInput],
-        responses={200: schema.CHARGE_PAGE, **schema.ERRORS, 404: schema.NOT_FOUND[404]},
+        responses={200: ChargePageOut, **ERRORS, 404: NOT_FOUND[404]},
     )
     def get(self, request: Request, account_id: str) -> Response:
         account = get_object_or_404(Account, pk=account_id)
@@ -101,29 +107,29 @@ class ChargeListApi(APIView):
             following = request.query_params.copy()
             following["after"] = str(charges[-1].id)
             next_url = request.build_absolute_uri(f"{request.path}?{following.urlencode()}")
-        return Response({"results": [charge_out(c) for c in charges], "next": next_url})
+        return Response(ChargePageOut({"results": charges, "next": next_url}).data)
 
 
 class TariffCreateApi(APIView):
     @extend_schema(
         operation_id="tariff_create",
         tags=["tariffs"],
-        request=schema.TariffCreateRequest,
-        responses={201: schema.TARIFF, **schema.ERRORS},
-        examples=[schema.TARIFF_EXAMPLE],
+        request=TariffCreateRequest,
+        responses={201: TariffOut, **ERRORS},
+        examples=[TARIFF_EXAMPLE],
     )
     def post(self, request: Request) -> Response:
         data = TariffCreateInput(data=request.data)
         data.is_valid(raise_exception=True)
         tariff = tariff_create(**data.validated_data)
-        return Response(tariff_out(tariff), status=status.HTTP_201_CREATED)
+        return Response(TariffOut(tariff).data, status=status.HTTP_201_CREATED)
 
 
 class TariffDetailApi(APIView):
     @extend_schema(
         operation_id="tariff_get",
         tags=["tariffs"],
-        responses={200: schema.TARIFF, **schema.NOT_FOUND},
+        responses={200: TariffOut, **NOT_FOUND},
     )
     def get(self, request: Request, tariff_id: str) -> Response:
-        return Response(tariff_out(get_object_or_404(Tariff, pk=tariff_id)))
+        return Response(TariffOut(get_object_or_404(Tariff, pk=tariff_id)).data)

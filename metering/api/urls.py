@@ -3,7 +3,7 @@
 from django.urls import path
 
 from metering.api import views
-from metering.ingest import readings_ingest
+from metering.ingest import ReadingsIngestApi
 
 urlpatterns = [
     path("meters/", views.MeterCreateApi.as_view(), name="meter-create"),
@@ -14,5 +14,5 @@ urlpatterns = [
         name="meter-rotate-token",
     ),
     # Device HTTP ingest: device token auth, rated inline (metering/ingest.py).
-    path("meters/<str:meter_id>/readings/", readings_ingest, name="meter-readings"),
+    path("meters/<str:meter_id>/readings/", ReadingsIngestApi.as_view(), name="meter-readings"),
 ]

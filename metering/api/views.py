@@ -1,4 +1,7 @@
-"""Views of the meter endpoints: parse, call a service, answer."""
+"""Views of the meter endpoints: parse, call a service, answer.
+
+Each answer is rendered by the output serializer its `extend_schema` names.
+"""
 
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
@@ -7,9 +10,14 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from billing.api.schema import ERRORS, NOT_FOUND
-from metering.api import schema
-from metering.api.serializers import MeterCreateInput, MeterUpdateInput, meter_out
+from billing.api.errors import ERRORS, NOT_FOUND
+from metering.api.serializers import (
+    MeterCreatedOut,
+    MeterCreateInput,
+    MeterOut,
+    MeterTokenOut,
+    MeterUpdateInput,
+)
 from metering.models import Meter
 from metering.services import meter_create, meter_token_rotate, meter_update
 
@@ -19,21 +27,22 @@ class MeterCreateApi(APIView):
         operation_id="meter_create",
         tags=["meters"],
         request=MeterCreateInput,
-        responses={201: schema.METER_CREATED, **ERRORS},
+        responses={201: MeterCreatedOut, **ERRORS},
     )
     def post(self, request: Request) -> Response:
         data = MeterCreateInput(data=request.data)
         data.is_valid(raise_exception=True)
         meter, token = meter_create(**data.validated_data)
-        return Response({**meter_out(meter), "token": token}, status=status.HTTP_201_CREATED)
+        created = MeterCreatedOut(meter, context={"token": token})
+        return Response(created.data, status=status.HTTP_201_CREATED)
 
 
 class MeterDetailApi(APIView):
     @extend_schema(
-        operation_id="meter_get", tags=["meters"], responses={200: schema.METER, **NOT_FOUND}
+        operation_id="meter_get", tags=["meters"], responses={200: MeterOut, **NOT_FOUND}
     )
     def get(self, request: Request, meter_id: str) -> Response:
-        return Response(meter_out(get_object_or_404(Meter, pk=meter_id)))
+        return Response(MeterOut(get_object_or_404(Meter, pk=meter_id)).data)
 
     @extend_schema(
         operation_id="meter_update",
@@ -43,14 +52,14 @@ class MeterDetailApi(APIView):
             "closes its open device connections with 4403 and refuses new ones."
         ),
         request=MeterUpdateInput,
-        responses={200: schema.METER, **ERRORS, 404: NOT_FOUND[404]},
+        responses={200: MeterOut, **ERRORS, 404: NOT_FOUND[404]},
     )
     def patch(self, request: Request, meter_id: str) -> Response:
         meter = get_object_or_404(Meter, pk=meter_id)
         data = MeterUpdateInput(data=request.data, partial=True)
         data.is_valid(raise_exception=True)
         meter = meter_update(meter=meter, **data.validated_data)
-        return Response(meter_out(meter))
+        return Response(MeterOut(meter).data)
 
 
 class MeterTokenRotateApi(APIView):
@@ -59,9 +68,9 @@ class MeterTokenRotateApi(APIView):
         tags=["meters"],
         description="A new device token; the old one stops working at once (connections: 4401).",
         request=None,
-        responses={200: schema.METER_TOKEN, **NOT_FOUND},
+        responses={200: MeterTokenOut, **NOT_FOUND},
     )
     def post(self, request: Request, meter_id: str) -> Response:
         meter = get_object_or_404(Meter, pk=meter_id)
         token = meter_token_rotate(meter=meter)
-        return Response({"id": meter.id, "token": token})
+        return Response(MeterTokenOut({"id": meter.id, "token": token}).data)
