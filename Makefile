@@ -41,8 +41,11 @@ format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
+# Every test on PostgreSQL (the fast ones on a throwaway cluster: tests/postgres.py), then
+# the SQLite job: the tests marked `sqlite` again on `make run`'s default database.
 test: $(STAMP) system-deps lint
 	$(VENV)/bin/pytest
+	METERLINE_TEST_DB=sqlite $(VENV)/bin/pytest -m sqlite
 
 # Performance targets on a live stack (not part of `make test`), about 20 minutes;
 # a quick look: BENCH_RUNS=1 BENCH_SECONDS=5 BENCH_SOAK_SECONDS=40 make bench
