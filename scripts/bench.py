@@ -48,6 +48,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -55,7 +57,6 @@ from devtools.stack import Stack, pg_binary, tail  # noqa: E402
 
 LOADGEN = ROOT / "scripts" / "loadgen.py"
 RAW_LIMITS = ROOT / "scripts" / "raw_limits.py"
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 BATCHED_TARGET = 10_000  # readings/s
 SINGLE_TARGET = 2_000  # readings/s
@@ -97,41 +98,27 @@ class BenchError(Exception):
     pass
 
 
-# --- What the processes spend: /proc ---------------------------------------------
-
-
-def proc_stat(pid: int) -> list[str]:
-    """/proc/<pid>/stat after the command name: [1] ppid, [11] utime, [12] stime,
-    [13] and [14] the same of its ended children."""
-    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+# --- What the processes spend (psutil) ----------------------------------------------
 
 
 def cpu_seconds(pid: int, *, reaped_children: bool = False) -> float:
+    """User and system CPU of a process (and of its ended children, which it reaped)."""
     try:
-        fields = proc_stat(pid)
-    except (FileNotFoundError, ProcessLookupError):
+        times = psutil.Process(pid).cpu_times()
+    except psutil.NoSuchProcess:
         return 0.0
-    ticks = int(fields[11]) + int(fields[12])
+    spent = times.user + times.system
     if reaped_children:
-        ticks += int(fields[13]) + int(fields[14])
-    return ticks / CLOCK_TICKS
-
-
-def children_of(parent: int) -> list[int]:
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError, IndexError):
-                if int(proc_stat(int(entry.name))[1]) == parent:
-                    pids.append(int(entry.name))
-    return pids
+        spent += times.children_user + times.children_system
+    return spent
 
 
 def postgres_cpu(stack: Stack) -> float:
     """The postmaster, its live backends, and (through its children's times) the ended ones."""
     postmaster = int((stack.pg_data / "postmaster.pid").read_text().split()[0])
+    backends = psutil.Process(postmaster).children()
     return cpu_seconds(postmaster, reaped_children=True) + sum(
-        cpu_seconds(pid) for pid in children_of(postmaster)
+        cpu_seconds(backend.pid) for backend in backends
     )
 
 
@@ -155,12 +142,9 @@ def cpu_by_part(stack: Stack) -> dict[str, float]:
 
 def rss_mib(pid: int) -> float | None:
     try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return None
+        return psutil.Process(pid).memory_info().rss / 2**20
+    except psutil.NoSuchProcess:
+        return None
 
 
 class RssSampler(threading.Thread):
