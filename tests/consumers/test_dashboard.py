@@ -71,7 +71,7 @@ async def test_charge_events_are_released_in_sequence_and_snapshot_ones_dropped(
 async def test_a_dashboard_dropped_from_its_group_rejoins_and_catches_up(monkeypatch):
     """A restarted Redis shard forgets the account's group: the dashboard rejoins it, and
     what committed while it was out comes as a fresh snapshot."""
-    monkeypatch.setattr("metering.consumers.GROUP_REFRESH_SECONDS", 0.2)
+    monkeypatch.setattr("metering.consumers.dashboards.GROUP_REFRESH_SECONDS", 0.2)
     mine, _, my_key, _, _ = await two_accounts_and_keys()
     watcher = dashboard(mine.id, my_key)
     await watcher.connect()

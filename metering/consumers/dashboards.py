@@ -1,0 +1,132 @@
+"""The dashboard WebSocket (CONTRACT.md section 4): authorise, send a snapshot, then the
+account's events in commit order, with a fresh snapshot whenever one went missing."""
+
+import asyncio
+import json
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+
+from metering.consumers.common import ConnectionGauge, HotPathDispatch, bearer_token, origin_allowed
+from metering.dashboard import account_snapshot
+from metering.ordering import EventOrder
+from metering.selectors import (
+    Access,
+    account_event_seq,
+    dashboard_access,
+    dashboard_session_access,
+)
+from project.metrics import DASHBOARD_CONNECTIONS
+from protocol import account_group
+
+# How long a dashboard holds events back waiting for a missing earlier one,
+# before it sends a fresh snapshot instead.
+GAP_PATIENCE_SECONDS = 0.5
+# How often a dashboard rejoins its account's group and checks it missed nothing.
+GROUP_REFRESH_SECONDS = 5.0
+
+
+class DashboardConsumer(ConnectionGauge, HotPathDispatch, AsyncWebsocketConsumer):
+    gauge = DASHBOARD_CONNECTIONS
+    no_database = frozenset({"websocket.receive", "dashboard.events"})
+    group = None
+    order: EventOrder | None = None
+    # The account's event number a refresh ago: what should have arrived by now.
+    committed_before = 0
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.timers: dict[str, asyncio.TimerHandle] = {}  # message type -> pending wake-up
+
+    async def connect(self):
+        account_id = self.scope["url_route"]["kwargs"]["account_id"]
+        token = bearer_token(self.scope)
+        user = self.scope.get("user")
+        if token or user is None or not user.is_authenticated:
+            access = await database_sync_to_async(dashboard_access)(
+                account_id=account_id, token=token
+            )
+        elif not origin_allowed(self.scope):
+            # The browser sends the session cookie whatever page opened the
+            # socket: only our own pages may use it (cross-site WebSocket hijacking).
+            access = Access.NOT_ALLOWED
+        else:
+            access = await database_sync_to_async(dashboard_session_access)(
+                account_id=account_id, user=user
+            )
+        await self.accept()
+        if access is not Access.ALLOWED:
+            await self.close(code=access.value)
+            return
+        # Join before taking the snapshot, so no charge falls between the two;
+        # the events the snapshot already counts are dropped by their number.
+        self.account_id = account_id
+        self.group = account_group(account_id)
+        self._connection_counted()
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        snapshot = await self._send_snapshot()
+        self.order = EventOrder(after=snapshot["seq"])
+        self._wake_later("dashboard.refresh", GROUP_REFRESH_SECONDS)
+
+    async def disconnect(self, code):
+        for timer in self.timers.values():
+            timer.cancel()
+        if self.group:
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    async def receive(self, text_data=None, bytes_data=None):
+        """Dashboards only listen."""
+
+    async def dashboard_events(self, message):
+        for event in message["events"]:
+            if "seq" not in event or self.order is None:  # meter status: not numbered
+                await self._send(event)
+                continue
+            for ready in self.order.accept(event["seq"], event):
+                await self._send(ready)
+        self._wait_out_gap()
+
+    async def dashboard_gap(self, message):
+        """The patience for a missing event ran out: a fresh snapshot counts it."""
+        self.timers.pop("dashboard.gap", None)
+        if self.order.next == message["next"]:
+            await self._resync()
+        self._wait_out_gap()
+
+    async def dashboard_refresh(self, message):
+        """Stay in the account's group (a restarted Redis shard forgets its groups), and
+        catch up if events committed a whole refresh ago have still not arrived."""
+        self.timers.pop("dashboard.refresh", None)
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        committed = await database_sync_to_async(account_event_seq)(account_id=self.account_id)
+        if self.committed_before >= self.order.next and not self.order.waiting:
+            await self._resync()
+        self.committed_before = committed
+        self._wake_later("dashboard.refresh", GROUP_REFRESH_SECONDS)
+
+    async def _resync(self) -> None:
+        snapshot = await self._send_snapshot()
+        for ready in self.order.rebase(after=snapshot["seq"]):
+            await self._send(ready)
+
+    async def _send_snapshot(self) -> dict:
+        snapshot = await database_sync_to_async(account_snapshot)(account_id=self.account_id)
+        await self._send(snapshot)
+        return snapshot
+
+    def _wait_out_gap(self) -> None:
+        if self.order.waiting:
+            self._wake_later("dashboard.gap", GAP_PATIENCE_SECONDS, next=self.order.next)
+
+    def _wake_later(self, kind: str, delay: float, **fields) -> None:
+        """Send ourselves `kind` after `delay` (unless one is pending), through our own
+        channel, so that it is handled in turn with the events."""
+        if kind in self.timers:
+            return
+        wake = {"type": kind, **fields}
+        self.timers[kind] = asyncio.get_running_loop().call_later(
+            delay, lambda: asyncio.ensure_future(self.channel_layer.send(self.channel_name, wake))
+        )
+
+    async def _send(self, message: dict) -> None:
+        await self.send(text_data=json.dumps(message))

@@ -1,0 +1,196 @@
+"""The device WebSocket (CONTRACT.md section 3): authenticate, parse, hand frames to the
+process's batcher, and answer each frame once the workers have committed it."""
+
+import json
+import logging
+import time
+from datetime import timedelta
+from functools import partial
+
+from channels.db import database_sync_to_async
+from channels.exceptions import ChannelFull
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+from django.utils import timezone
+
+from metering.batching import frame_batcher
+from metering.connections import meter_connection_close, meter_connection_open
+from metering.consumers.common import LAYER_ERRORS, ConnectionGauge, HotPathDispatch, bearer_token
+from metering.dashboard import meter_status_event
+from metering.parsing import parse_frame
+from metering.selectors import meter_for_token
+from project.metrics import (
+    ACK_SECONDS,
+    BUSY_ANSWERS,
+    DEVICE_CONNECTIONS,
+    LAYER_SEND_ERRORS,
+    READINGS_BUSY,
+    READINGS_REFUSED,
+)
+from protocol import (
+    BUSY_RETRY_MS,
+    CLOSE_FORBIDDEN,
+    CLOSE_REPLACED,
+    CLOSE_UNAUTHENTICATED,
+    LAYER_EXPIRY_SECONDS,
+    ReadingError,
+    account_group,
+    meter_group,
+)
+
+logger = logging.getLogger(__name__)
+
+
+class DeviceConsumer(ConnectionGauge, HotPathDispatch, AsyncWebsocketConsumer):
+    gauge = DEVICE_CONNECTIONS
+    no_database = frozenset({"websocket.receive"})
+    meter = None
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Frames handed to the rating workers and not yet answered: frame number
+        # -> when sent. Bounded, so one device cannot flood the workers; entries
+        # older than the layer's expiry are dropped (lost; the device resends).
+        self.in_flight: dict[int, float] = {}
+        self.frames_sent = 0
+
+    async def connect(self):
+        token = bearer_token(self.scope)
+        meter = await database_sync_to_async(meter_for_token)(token=token) if token else None
+        # Accept before closing: a close before accept is an HTTP 403, and the
+        # device would never see the contract's close code.
+        await self.accept()
+        if meter is None:
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        if not meter.active:
+            await self.close(code=CLOSE_FORBIDDEN)
+            return
+        await self.channel_layer.group_add(meter_group(meter.id), self.channel_name)
+        # A rotation or deactivation between the lookup and joining the group
+        # sent its close message before we could hear it: look again.
+        again = await database_sync_to_async(meter_for_token)(token=token)
+        if again is None or not again.active:
+            await self.channel_layer.group_discard(meter_group(meter.id), self.channel_name)
+            await self.close(code=CLOSE_UNAUTHENTICATED if again is None else CLOSE_FORBIDDEN)
+            return
+        self.meter = meter
+        self._connection_counted()
+        previous = await database_sync_to_async(meter_connection_open)(
+            meter_id=meter.id, channel_name=self.channel_name
+        )
+        if previous:
+            # One connection per meter: the newest wins (a device that
+            # reconnects after a network drop replaces its half-open socket).
+            await self._tell(previous, {"type": "meter.replaced"})
+        await self._publish_status(online=True)
+
+    async def disconnect(self, code):
+        meter, self.meter = self.meter, None
+        if meter is None:
+            return
+        await self.channel_layer.group_discard(meter_group(meter.id), self.channel_name)
+        went_offline = await database_sync_to_async(meter_connection_close)(
+            meter_id=meter.id, channel_name=self.channel_name
+        )
+        if went_offline:
+            await self._publish_status(online=False, meter=meter)
+
+    async def receive(self, text_data=None, bytes_data=None):
+        if self.meter is None:
+            return
+        arrived = time.perf_counter()
+        try:
+            frame = parse_frame(
+                text_data if text_data is not None else bytes_data,
+                kind=self.meter.kind,
+                now=timezone.now(),
+                max_bytes=settings.METERLINE_MAX_FRAME_BYTES,
+                max_batch=settings.METERLINE_MAX_BATCH,
+                max_future=timedelta(seconds=settings.METERLINE_MAX_FUTURE_SECONDS),
+            )
+        except ReadingError as error:
+            READINGS_REFUSED.inc()  # the whole frame, in one error
+            await self._send(error.to_message())
+            return
+        if frame.errors:
+            READINGS_REFUSED.inc(len(frame.errors))
+        for error in frame.errors:
+            await self._send(error.to_message())
+        if not frame.readings:
+            if not frame.errors:  # an empty batch: nothing to rate, still answered
+                await self._send({"type": "ack", "ids": [], "duplicates": []})
+            return
+        ids = [reading.id for reading in frame.readings]
+        if not self._window_open():
+            await self._send_busy(ids)
+            return
+        self.frames_sent += 1
+        number = self.frames_sent
+        self.in_flight[number] = time.monotonic()
+        frame_batcher(self.channel_layer).submit(
+            self.meter.id,
+            self.meter.account_id,
+            [reading.to_wire() for reading in frame.readings],
+            partial(self._frame_answered, number, ids, arrived),
+        )
+
+    def _window_open(self) -> bool:
+        # A frame unanswered this long was lost: no answer comes after the layer's expiry.
+        expired = time.monotonic() - LAYER_EXPIRY_SECONDS
+        for frame, sent_at in list(self.in_flight.items()):
+            if sent_at < expired:
+                del self.in_flight[frame]
+        return len(self.in_flight) < settings.METERLINE_MAX_IN_FLIGHT
+
+    async def _frame_answered(
+        self, number: int, ids: list[str], arrived: float, answer: dict
+    ) -> None:
+        """A rating worker's answer to frame `number` (metering/batching.py), which
+        reached `receive` at `arrived` (perf_counter)."""
+        self.in_flight.pop(number, None)
+        if self.meter is None:  # the device has gone; it resends on its next connection
+            return
+        if answer.get("busy"):
+            await self._send_busy(ids)
+            return
+        if answer["ids"] or answer["duplicates"]:
+            await self._send(
+                {"type": "ack", "ids": answer["ids"], "duplicates": answer["duplicates"]}
+            )
+            ACK_SECONDS.observe(time.perf_counter() - arrived)
+        for error in answer["errors"]:
+            await self._send(error)
+
+    # --- messages from the operator API and other connections -----------------
+
+    async def meter_close(self, message):
+        await self.close(code=message["code"])
+
+    async def meter_replaced(self, message):
+        await self.close(code=CLOSE_REPLACED)
+
+    async def _send_busy(self, ids: list[str]) -> None:
+        READINGS_BUSY.inc(len(ids))
+        BUSY_ANSWERS.inc()
+        await self._send({"type": "busy", "ids": ids, "retry_after_ms": BUSY_RETRY_MS})
+
+    async def _tell(self, channel: str, message: dict) -> None:
+        try:
+            await self.channel_layer.send(channel, message)
+        except (ChannelFull, *LAYER_ERRORS):
+            LAYER_SEND_ERRORS.inc()
+            meter = self.meter.id if self.meter is not None else None
+            logger.warning(
+                "could not reach connection %s", channel, exc_info=True, extra={"meter": meter}
+            )
+
+    async def _send(self, message: dict) -> None:
+        await self.send(text_data=json.dumps(message))
+
+    async def _publish_status(self, *, online: bool, meter=None) -> None:
+        meter = meter or self.meter
+        event = meter_status_event(meter_id=meter.id, online=online)
+        await self.channel_layer.group_send(
+            account_group(meter.account_id), {"type": "dashboard.events", "events": [event]}
+        )
