@@ -5,6 +5,7 @@ from functools import partial
 
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 from billing.fields import ExactDecimalField
 from billing.keys import new_id
@@ -167,7 +168,8 @@ class InvoiceLine(models.Model):
     meter = models.ForeignKey(
         "metering.Meter", on_delete=models.PROTECT, null=True, related_name="+"
     )
-    description = models.CharField(max_length=300)
+    # Made of a meter's and a tariff's names (200 characters each) and more.
+    description = models.TextField()
     quantity = ExactDecimalField(**QUANTITY)
     amount = ExactDecimalField(**MONEY)
 
@@ -191,3 +193,55 @@ class AccountMember(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} in {self.account_id}"
+
+
+class Event(models.Model):
+    """Something a transaction decided (an alert fired, a balance ran out, an invoice was
+    made), written in that same transaction: the outbox.
+
+    Once the transaction commits, the event is told to whoever listens (dashboards,
+    device connections: `published_at`) and handed to the webhook endpoints that
+    subscribed to its type (`fanned_out_at`). A transaction rolled back leaves no
+    event; a process that dies between commit and telling leaves the event for a
+    sweeper, which tells it again: at least once, each with its `public_id` to
+    dedupe on (the `webhook-id` of its deliveries).
+    """
+
+    class Type(models.TextChoices):
+        ALERT_TRIGGERED = "alert.triggered"
+        BALANCE_DEPLETED = "balance.depleted"
+        BALANCE_RESTORED = "balance.restored"
+        INVOICE_FINALIZED = "invoice.finalized"
+        METER_OFFLINE = "meter.offline"
+        CHARGING_SESSION_COMPLETED = "charging_session.completed"
+
+    # Ascending in commit order within an account (its events are written under its lock).
+    id = models.BigAutoField(primary_key=True)
+    public_id = models.CharField(max_length=32, unique=True, default=partial(new_id, "evt"))
+    type = models.CharField(max_length=40, choices=Type.choices)
+    account = models.ForeignKey(
+        Account, on_delete=models.CASCADE, null=True, blank=True, related_name="events"
+    )
+    # The event's own fields, JSON-ready: money and quantities as decimal strings.
+    data = models.JSONField(default=dict)
+    created_at = models.DateTimeField(default=timezone.now)
+    published_at = models.DateTimeField(null=True, blank=True)
+    fanned_out_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            # The sweepers look for what is left, which is almost nothing.
+            models.Index(
+                fields=["id"],
+                name="event_unpublished",
+                condition=models.Q(published_at__isnull=True),
+            ),
+            models.Index(
+                fields=["id"],
+                name="event_not_fanned_out",
+                condition=models.Q(fanned_out_at__isnull=True),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.public_id}"

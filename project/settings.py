@@ -151,6 +151,11 @@ METERLINE_WEB_HEARTBEAT_SECONDS = env_int("METERLINE_WEB_HEARTBEAT_SECONDS", 5)
 METERLINE_WEB_TTL_SECONDS = env_int("METERLINE_WEB_TTL_SECONDS", 15)
 # After SIGTERM a worker finishes the message in hand for at most this long.
 METERLINE_WORKER_GRACE_SECONDS = env_int("METERLINE_WORKER_GRACE_SECONDS", 25)
+# Readings dated more than this before their account was created are refused
+# (`too_old`): a device's buffer, not years of history (README, Faults and limits).
+METERLINE_READING_MAX_AGE_DAYS = env_int("METERLINE_READING_MAX_AGE_DAYS", 35)
+# Webhooks may go to http:// and private addresses (tests, local setups; CONTRACT.md 7).
+METERLINE_WEBHOOK_ALLOW_PRIVATE = env_bool("METERLINE_WEBHOOK_ALLOW_PRIVATE", default=False)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["billing.auth.OperatorKeyAuthentication"],
