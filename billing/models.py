@@ -33,6 +33,11 @@ class Account(models.Model):
     # The number of the last dashboard event: see DashboardConsumer.
     event_seq = models.BigIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
+    # Credit control (CONTRACT.md section 6): devices are told `cutoff` when a charge takes
+    # the balance to or below `cutoff_at` (None: never), and `cut_off` stays set, under
+    # the account's lock, until a credit lifts the balance above it again.
+    cutoff_at = ExactDecimalField(null=True, blank=True, **MONEY)
+    cut_off = models.BooleanField(default=False)
 
     def __str__(self) -> str:
         return f"{self.name} ({self.id})"
