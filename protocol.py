@@ -40,6 +40,11 @@ def meter_group(meter_id: str) -> str:
     return f"meter-{meter_id}"
 
 
+def account_devices_group(account_id: str) -> str:
+    """The group of every device connection of an account (credit control's cut-off)."""
+    return f"devices-{account_id}"
+
+
 # --- Readings ------------------------------------------------------------------------
 
 
