@@ -38,6 +38,18 @@ class Account(models.Model):
     # the account's lock, until a credit lifts the balance above it again.
     cutoff_at = ExactDecimalField(null=True, blank=True, **MONEY)
     cut_off = models.BooleanField(default=False)
+    # The prepaid balance is credited - consumed; consumed sums the charges rated since
+    # the first credit (credit_since; None: a postpaid account, no balance). Both are
+    # kept under the account's lock, by the credit and by each rating batch.
+    credited = ExactDecimalField(default=Decimal(0), **MONEY)
+    consumed = ExactDecimalField(default=Decimal(0), **MONEY)
+    credit_since = models.DateTimeField(null=True, blank=True)
+    # Set by the account's first alert: rating looks for alerts only where there are some.
+    has_alerts = models.BooleanField(default=False)
+
+    @property
+    def balance(self) -> Decimal:
+        return self.credited - self.consumed
 
     def __str__(self) -> str:
         return f"{self.name} ({self.id})"
@@ -250,3 +262,57 @@ class Event(models.Model):
 
     def __str__(self) -> str:
         return f"{self.type} {self.public_id}"
+
+
+class Credit(models.Model):
+    """An entry of an account's credit ledger: money paid in, never changed once made."""
+
+    id = models.CharField(primary_key=True, max_length=32, default=partial(new_id, "crd"))
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="credits")
+    amount = ExactDecimalField(**MONEY)
+    description = models.CharField(max_length=200, blank=True, default="")
+    # The caller's key for this credit: the same key again is the same entry.
+    idempotency_key = models.CharField(max_length=200)
+    balance_after = ExactDecimalField(**MONEY)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "idempotency_key"], name="one_credit_per_idempotency_key"
+            )
+        ]
+        ordering = ["account", "created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.id} ({self.account_id}, {self.amount})"
+
+
+class Alert(models.Model):
+    """A threshold on an account's (or a meter's) open period or on its balance, decided
+    in the rating transaction of the charge that crosses it (billing/credit.py)."""
+
+    class Kind(models.TextChoices):
+        SPEND_ABOVE = "spend_above"
+        USAGE_ABOVE = "usage_above"
+        BALANCE_BELOW = "balance_below"
+
+    id = models.CharField(primary_key=True, max_length=32, default=partial(new_id, "alr"))
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="alerts")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    threshold = ExactDecimalField(**QUANTITY)
+    meter = models.ForeignKey(
+        "metering.Meter", on_delete=models.CASCADE, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    last_fired_at = models.DateTimeField(null=True, blank=True)
+    # spend_above, usage_above: the period they last fired in (once per period).
+    fired_period_start = models.DateTimeField(null=True, blank=True)
+    # balance_below: fires when armed; a credit that lifts the balance above re-arms it.
+    armed = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["account", "created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.threshold} ({self.account_id})"
