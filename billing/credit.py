@@ -75,24 +75,27 @@ class Watch:
     cutoff_at: Decimal | None
     cut_off: bool
     alerts: list[AlertRule] = field(default_factory=list)
-    # Totals before the batch, by period start (account) and (meter, period start).
+    # The account's totals over all its meters, by period start (before the batch, then
+    # after each charge).
     account_totals: dict[datetime, Totals] = field(default_factory=lambda: defaultdict(Totals))
-    meter_totals: dict[tuple[str, datetime], Totals] = field(
-        default_factory=lambda: defaultdict(Totals)
-    )
     consumed: Decimal = Decimal(0)  # by this batch
     fired: list[Fired] = field(default_factory=list)
     cut_off_now: bool = False  # this batch crossed the cut-off line
 
     def charged(
-        self, *, meter_id: str, period_start: datetime, amount: Decimal, usage: Decimal
+        self,
+        *,
+        meter_id: str,
+        period_start: datetime,
+        amount: Decimal,
+        usage: Decimal,
+        meter: Totals,
     ) -> None:
-        """One charge: the totals after it, then every rule it may cross."""
+        """One charge (`meter`: the meter's period totals after it), then every rule it
+        may cross."""
         account = self.account_totals[period_start]
-        meter = self.meter_totals[meter_id, period_start]
-        for totals in (account, meter):
-            totals.amount += amount
-            totals.usage += usage
+        account.amount += amount
+        account.usage += usage
         if self.balance is not None:
             self.balance -= amount
             self.consumed += amount
