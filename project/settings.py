@@ -187,8 +187,9 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
-    # An operator types the key once per browser, not once per page load.
-    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "persistAuthorization": True},
+    # The operator key is typed again after each reload: persisted, it would sit in the
+    # browser's localStorage, readable by any script of the origin.
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "persistAuthorization": False},
     # Two fields named "kind" with different choices: name both enums.
     "ENUM_NAME_OVERRIDES": {
         "MeterKindEnum": "metering.api.serializers.METER_KINDS",

@@ -2,6 +2,7 @@
 
 import csv
 import io
+import re
 
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404
@@ -34,8 +35,23 @@ class InvoiceListInput(serializers.Serializer):
     account = serializers.CharField(max_length=32)
 
 
+# A spreadsheet runs a cell that begins with one of these as a formula (OWASP's "CSV
+# injection"); tab and CR too, which some strip before looking.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+# ...but a decimal number, negative amounts included, is data and must stay a number.
+NUMBER = re.compile(r"-?[0-9]+(\.[0-9]+)?")
+
+
+def csv_cell(value: str) -> str:
+    """`value` as a CSV cell no spreadsheet runs: a leading `'` makes a formula text."""
+    if value.startswith(FORMULA_STARTS) and not NUMBER.fullmatch(value):
+        return f"'{value}"
+    return value
+
+
 def invoice_csv_response(invoice: Invoice) -> HttpResponse:
-    """The invoice's lines as a CSV download (the API and the signed-in pages both serve it).
+    """The invoice's lines as a CSV download (the API and the signed-in pages both serve it),
+    every cell safe to open in a spreadsheet (`csv_cell`).
 
     Needs `lines` prefetched.
     """
@@ -55,19 +71,18 @@ def invoice_csv_response(invoice: Invoice) -> HttpResponse:
         ]
     )
     for line in InvoiceLineOut(invoice.lines.all(), many=True).data:
-        writer.writerow(
-            [
-                invoice.id,
-                isoformat(invoice.period_start),
-                isoformat(invoice.period_end),
-                line["description"],
-                line["kind"],
-                line["meter"] or "",
-                line["quantity"],
-                line["amount"],
-                invoice.currency,
-            ]
-        )
+        cells = [
+            invoice.id,
+            isoformat(invoice.period_start),
+            isoformat(invoice.period_end),
+            line["description"],
+            line["kind"],
+            line["meter"] or "",
+            line["quantity"],
+            line["amount"],
+            invoice.currency,
+        ]
+        writer.writerow([csv_cell(cell) for cell in cells])
     response = HttpResponse(body.getvalue(), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{invoice.id}.csv"'
     return response
