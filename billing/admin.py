@@ -69,7 +69,8 @@ class AccountAdmin(CreatedThroughApiMixin, admin.ModelAdmin):
 
 @admin.register(AccountMember)
 class AccountMemberAdmin(admin.ModelAdmin):
-    """Who may sign in to an account's dashboard; staff users see every account anyway."""
+    """Who may sign in to an account's dashboard; users with the view permission on accounts
+    (and superusers) see every account anyway, staff alone do not."""
 
     list_display = ["user", "account", "created_at"]
     search_fields = ["user__username", "=account__id", "account__name"]

@@ -79,10 +79,16 @@ def charge_list(
     return charges
 
 
+# Who may watch every account's dashboard: whoever Django's admin would show the accounts
+# to (a superuser has every permission). `is_staff` alone only opens the admin's door.
+VIEW_EVERY_ACCOUNT = "billing.view_account"
+
+
 def account_list_for_user(*, user) -> QuerySet[Account]:
-    """The accounts a signed-in user may watch: all of them for staff, else their memberships."""
+    """The accounts a signed-in user may watch: all of them with the view permission on
+    accounts, else their memberships."""
     accounts = Account.objects.order_by("name", "id")
-    if user.is_staff or user.is_superuser:
+    if user.has_perm(VIEW_EVERY_ACCOUNT):
         return accounts
     return accounts.filter(members__user=user)
 
@@ -91,7 +97,7 @@ def account_user_allowed(*, user, account_id: str) -> bool:
     """Whether `user` (authenticated or not) may watch the account's dashboard."""
     if not user.is_authenticated or not user.is_active:
         return False
-    if user.is_staff or user.is_superuser:
+    if user.has_perm(VIEW_EVERY_ACCOUNT):
         return True
     return AccountMember.objects.filter(user=user, account_id=account_id).exists()
 

@@ -47,8 +47,9 @@ async def test_session_refusals_keep_the_close_codes():
     assert await closed_with(session(mine.id, AnonymousUser())) == 4401
 
 
-async def test_staff_see_every_account():
-    user, _, theirs = await member_of_one_account(is_staff=True)
+async def test_superusers_see_every_account():
+    # Staff without the view permission do not: tests/web/test_account_access.py.
+    user, _, theirs = await member_of_one_account(is_superuser=True)
     watcher = session(theirs.id, user)
     assert (await watcher.connect())[0]
     assert (await watcher.receive_json_from())["type"] == "snapshot"

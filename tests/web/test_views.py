@@ -49,14 +49,15 @@ def test_sign_in_through_the_form_then_sign_out():
     assert client.get("/").status_code == 302
 
 
-def test_the_list_shows_the_users_accounts_and_staff_see_all():
+def test_the_list_shows_the_users_accounts_and_superusers_see_all():
     mine, _ = make_account(name="Mine Ltd"), make_account(name="Theirs Ltd")
     alice = make_user()
     AccountMember.objects.create(user=alice, account=mine)
     page = signed_in(alice).get("/").content.decode()
     assert "Mine Ltd" in page and "Theirs Ltd" not in page
-    staff_page = signed_in(make_user("root", is_staff=True)).get("/").content.decode()
-    assert "Mine Ltd" in staff_page and "Theirs Ltd" in staff_page
+    # Who else sees every account: tests/web/test_account_access.py.
+    root_page = signed_in(make_user("root", is_superuser=True)).get("/").content.decode()
+    assert "Mine Ltd" in root_page and "Theirs Ltd" in root_page
 
 
 def test_dashboard_page_404_403_and_allowed():
@@ -73,8 +74,8 @@ def test_dashboard_page_404_403_and_allowed():
     assert f'"socket_path": "/ws/accounts/{mine.id}/"' in page
     assert meter.id in page and '"currency": "EUR"' in page
     assert "?token=" not in page  # the socket uses the session, no key in the page
-    staff = signed_in(make_user("root", is_staff=True))
-    assert staff.get(f"/accounts/{theirs.id}/").status_code == 200
+    root = signed_in(make_user("root", is_superuser=True))
+    assert root.get(f"/accounts/{theirs.id}/").status_code == 200
 
 
 def test_an_inactive_member_is_refused():
