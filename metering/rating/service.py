@@ -10,18 +10,25 @@ whatever its size: the per-reading work is arithmetic in Python.
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from decimal import localcontext
 from functools import partial
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from django.conf import settings
 from django.db import transaction
 
 from billing.events import events_publish
 from billing.pricing import EXACT, round6
 from metering.models import Meter
 from metering.rating.loading import FrameIn, Loaded, batch_load
-from metering.rating.step import reading_price, reading_usage, register_advance
+from metering.rating.step import (
+    reading_age_check,
+    reading_price,
+    reading_usage,
+    register_advance,
+)
 from metering.rating.writing import Rows, events_number, rows_write
 from project.metrics import readings_rated
 from protocol import ReadingError, ReadingIn
@@ -87,20 +94,24 @@ def _frame_rate(loaded: Loaded, rows: Rows, frame: FrameIn, result: RatingResult
         result.errors = [ReadingError(r.id, reason, detail) for r in frame.readings]
         return
     zone = ZoneInfo(meter.account.timezone)
+    oldest = meter.account.created_at - timedelta(days=settings.METERLINE_READING_MAX_AGE_DAYS)
     for reading in frame.readings:
         if (meter.id, reading.id) in loaded.recorded:
             result.duplicates.append(reading.id)
             continue
         try:
-            _reading_rate(loaded, rows, meter, reading, zone)
+            _reading_rate(loaded, rows, meter, reading, zone, oldest)
         except ReadingError as error:
             result.errors.append(error)
             continue
         result.ids.append(reading.id)
 
 
-def _reading_rate(loaded: Loaded, rows: Rows, meter: Meter, reading: ReadingIn, zone) -> None:
+def _reading_rate(
+    loaded: Loaded, rows: Rows, meter: Meter, reading: ReadingIn, zone, oldest: datetime
+) -> None:
     """Rate one new reading into the batch's rows; raises ReadingError, changing nothing."""
+    reading_age_check(reading, oldest=oldest)
     usage = reading_usage(meter, reading)
     tariff, model = loaded.tariffs[meter.id].at(reading.ts)
     start, end, late = loaded.period_of(meter.account, reading)

@@ -7,12 +7,17 @@ writes them (metering/rating/writing.py).
 from datetime import datetime
 from decimal import Decimal
 
+from billing.periods import isoformat
 from billing.pricing import PricingModel, Rated, rate
 from metering.models import Meter
 from protocol import ReadingError, ReadingIn
 
 # A money column has 24 digits before the point; a period stays well inside.
 MAX_PERIOD_AMOUNT = Decimal(10) ** 23
+# A period's usage column (numeric(30, 9)) holds less than 10^21. A reading is below
+# 10^15, so only a million of them could reach it; the one that would is refused here,
+# where it costs nothing, not by the database, which would roll back its whole batch.
+MAX_PERIOD_USAGE = Decimal(10) ** 21
 
 
 def reading_usage(meter: Meter, reading: ReadingIn) -> Decimal:
@@ -52,10 +57,22 @@ def reading_price(
         quantity=usage,
         local_time=local_time,
     )
+    if rated.usage_after >= MAX_PERIOD_USAGE:
+        detail = f"this usage would take the meter's period usage to {MAX_PERIOD_USAGE} or more"
+        raise ReadingError(reading_id, "usage_limit", detail)
     if abs(rated.exact_after) >= MAX_PERIOD_AMOUNT:
         detail = "this usage would take the period's amount beyond what can be billed"
         raise ReadingError(reading_id, "invalid_reading", detail)
     return rated
+
+
+def reading_age_check(reading: ReadingIn, *, oldest: datetime) -> None:
+    """Refuse a reading dated before `oldest`: its account's creation less the buffer
+    devices may hold (METERLINE_READING_MAX_AGE_DAYS). Before an account's first close,
+    an older one would move its invoicing start back that far."""
+    if reading.ts < oldest:
+        detail = f"readings dated before {isoformat(oldest)} are not accepted for this account"
+        raise ReadingError(reading.id, "too_old", detail)
 
 
 def register_advance(meter: Meter, reading: ReadingIn) -> bool:

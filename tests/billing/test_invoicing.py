@@ -26,12 +26,17 @@ def lines_of(invoice):
     return [(line.kind, line.quantity, line.amount) for line in invoice.lines.all()]
 
 
-@pytest.fixture
-def account():
-    account = make_account(timezone="UTC")
+def made_in_october(**fields):
+    """An account made on 1 October 2026, so that its October readings are not too old."""
+    account = make_account(timezone="UTC", **fields)
     account.created_at = datetime(2026, 10, 1, tzinfo=UTC)
     account.save()
     return account
+
+
+@pytest.fixture
+def account():
+    return made_in_october()
 
 
 def metered(account, **tariff):
@@ -71,7 +76,7 @@ def test_fixed_fee_and_minimum_top_up(account):
 
 @pytest.mark.parametrize(("currency", "total"), [("JPY", D("4")), ("KWD", D("3.704"))])
 def test_invoices_round_to_the_currencys_minor_unit(currency, total):
-    account = make_account(currency=currency, timezone="UTC")
+    account = made_in_october(currency=currency)
     meter, _ = make_meter(
         account,
         make_tariff(currency=currency, unit_price="0.3703705"),
@@ -129,7 +134,7 @@ def test_closing_the_open_period_early_cuts_it_and_the_next_starts_there(account
 def test_the_beat_task_closes_every_due_period(account):
     meter = metered(account)
     readings_rate(meter_id=meter.id, readings=[delta("a", "1", OCTOBER)])
-    other = make_account(timezone="UTC")
+    other = made_in_october()
     other_meter, _ = make_meter(
         other, make_tariff(), effective_from=datetime(2026, 1, 1, tzinfo=UTC)
     )

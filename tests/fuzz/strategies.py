@@ -21,7 +21,9 @@ MAX_FUTURE = timedelta(minutes=5)
 MAX_FRAME_BYTES = 256 * 1024
 MAX_BATCH = 1000
 FRAME_CODES = {"invalid_json", "invalid_message", "too_large"}
-READING_CODES = {"invalid_reading", "future_timestamp", "register_decreased"}
+# too_old and usage_limit are Meterline's extensions of the contract (README).
+READING_CODES = {"invalid_reading", "future_timestamp", "register_decreased", "too_old"}
+READING_CODES |= {"usage_limit"}
 CONTRACT_CODES = FRAME_CODES | READING_CODES
 MISSING = object()  # a field left out of the reading altogether
 
@@ -159,7 +161,9 @@ amounts = weighted(
 class Stamp:
     """A timestamp spec, rendered relative to the clock when the frame is sent.
 
-    verdict: "ok", "future" (more than 5 minutes ahead) or "invalid".
+    verdict: "ok", "future" (more than 5 minutes ahead), "invalid", or "old": well
+    formed but more than METERLINE_READING_MAX_AGE_DAYS before the account (made just
+    before the frame is sent) was created, so rating refuses it as too_old.
     """
 
     verdict: str
@@ -185,6 +189,10 @@ class Stamp:
 
 
 TEN_YEARS = 10 * 365 * 86400
+# The account is made just before its frames: an hour either side of the 35-day
+# buffer keeps the verdict clear of how long the test takes.
+OK_AGE = 35 * 86400 - 3600
+OLD_AGE = 35 * 86400 + 3600
 _styles = st.sampled_from(["isoformat", "Z", "seconds", "minutes", "milliseconds"])
 _utc_offsets = st.integers(-14 * 60, 14 * 60)
 
@@ -197,8 +205,8 @@ FIXED_STAMPS = [
     ("9999-12-31T23:59:59Z", "future"),
     ("9999-12-31T23:59:59-14:00", "future"),
     ("1970-01-01T00:00:00Z", "invalid"),  # before 2000: a device whose clock is not set
-    ("2000-01-01T00:00:00Z", "ok"),
-    ("2000-02-29T12:00:00+05:30", "ok"),
+    ("2000-01-01T00:00:00Z", "old"),
+    ("2000-02-29T12:00:00+05:30", "old"),
     ("2026-02-30T00:00:00Z", "invalid"),
     ("2026-11-23T25:00:00Z", "invalid"),
     ("2026-11-23T18:30:00+24:00", "invalid"),
@@ -212,7 +220,8 @@ FIXED_STAMPS = [
 
 stamps = st.one_of(
     # Keep clear of the 5-minute boundary: the server's clock moves on meanwhile.
-    _aware(st.integers(-TEN_YEARS, 290), "ok"),
+    _aware(st.integers(-OK_AGE, 290), "ok"),
+    _aware(st.integers(-TEN_YEARS, -OLD_AGE), "old"),
     _aware(st.integers(-600, 290), "ok"),
     # 400, not 301: a timestamp written to the minute loses up to 59 s.
     _aware(st.integers(400, TEN_YEARS), "future"),
@@ -319,7 +328,7 @@ valid_ids = st.one_of(
     st.sampled_from(["a", "b", "r-1"]),
     st.text(st.characters(exclude_categories=["Cs", "Cc"]), min_size=1, max_size=64),
 ).map(lambda i: IdSpec(i, True))
-valid_stamps = _aware(st.integers(-TEN_YEARS, 290), "ok")
+valid_stamps = _aware(st.integers(-OK_AGE, 290), "ok")
 
 
 def readings(field_name: str = "quantity", id_strategy=ids, valid_id_strategy=valid_ids):

@@ -214,6 +214,8 @@ class Oracle:
                 assert (refusal["id"], refusal["code"]) == (reading_id, code), (item, refusal)
             elif reading_id in self.charged:
                 duplicates.append(reading_id)
+            elif item.ts.verdict == "old":
+                rating_errors.append((reading_id, "too_old"))
             elif not self.cumulative:
                 self.charged[reading_id] = item.amount.number
                 new.append(reading_id)
