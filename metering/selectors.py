@@ -34,12 +34,18 @@ class Access(Enum):
     NO_ACCOUNT = CLOSE_NO_ACCOUNT
 
 
-def dashboard_access(*, account_id: str, token: str | None) -> Access:
-    """Whether `token` (an operator key or the account's dashboard key) may watch the account."""
+def dashboard_access(*, account_id: str, token: str | None, in_url: bool) -> Access:
+    """Whether `token` (an operator key or the account's dashboard key) may watch the account.
+
+    A token that came in the URL (`?token=`) may only be a dashboard key: URLs end up in
+    proxy logs and browser histories, where an operator key must never be.
+    """
     if not token:
         return Access.NO_CREDENTIALS
     digest = secret_hash(token)
-    operator = OperatorKey.objects.filter(key_hash=digest, revoked_at__isnull=True).exists()
+    operator = not in_url and (
+        OperatorKey.objects.filter(key_hash=digest, revoked_at__isnull=True).exists()
+    )
     key_account = (
         DashboardKey.objects.filter(key_hash=digest, revoked_at__isnull=True)
         .values_list("account_id", flat=True)

@@ -26,6 +26,15 @@ GAP_PATIENCE_SECONDS = 0.5
 GROUP_REFRESH_SECONDS = 5.0
 
 
+def credentials(scope) -> tuple[str | None, bool]:
+    """The token the dashboard came with, and whether it came in the URL (`?token=`)
+    rather than in the Authorization header."""
+    header = bearer_token({"headers": scope.get("headers", [])})
+    if header:
+        return header, False
+    return bearer_token(scope), True
+
+
 class DashboardConsumer(ConnectionGauge, HotPathDispatch, AsyncWebsocketConsumer):
     gauge = DASHBOARD_CONNECTIONS
     no_database = frozenset({"websocket.receive", "dashboard.events"})
@@ -40,11 +49,11 @@ class DashboardConsumer(ConnectionGauge, HotPathDispatch, AsyncWebsocketConsumer
 
     async def connect(self):
         account_id = self.scope["url_route"]["kwargs"]["account_id"]
-        token = bearer_token(self.scope)
+        token, in_url = credentials(self.scope)
         user = self.scope.get("user")
         if token or user is None or not user.is_authenticated:
             access = await database_sync_to_async(dashboard_access)(
-                account_id=account_id, token=token
+                account_id=account_id, token=token, in_url=in_url
             )
         elif not origin_allowed(self.scope):
             # The browser sends the session cookie whatever page opened the

@@ -33,9 +33,17 @@ def device(token: str | None = None, *, query: str = "") -> WebsocketCommunicato
     return WebsocketCommunicator(websocket_app, f"/ws/meters/{query}", headers=headers)
 
 
-def dashboard(account_id: str, token: str | None = None) -> WebsocketCommunicator:
+def dashboard(
+    account_id: str, token: str | None = None, *, via: str = "query"
+) -> WebsocketCommunicator:
+    """A dashboard connection with `token` in `?token=` (via "query") or in the
+    Authorization header (via "header"), where operator keys must go."""
+    path = f"/ws/accounts/{account_id}/"
+    if token and via == "header":
+        headers = [(b"authorization", f"Bearer {token}".encode())]
+        return WebsocketCommunicator(websocket_app, path, headers=headers)
     query = f"?token={token}" if token else ""
-    return WebsocketCommunicator(websocket_app, f"/ws/accounts/{account_id}/{query}")
+    return WebsocketCommunicator(websocket_app, f"{path}{query}")
 
 
 async def frames_handed_on(timeout: float = 5) -> None:

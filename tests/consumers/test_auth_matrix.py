@@ -143,19 +143,33 @@ DASHBOARD_REFUSALS = {
 }
 
 
+@pytest.mark.parametrize("how", ["header", "query"])
 @pytest.mark.parametrize("credential", DASHBOARD_REFUSALS)
-async def test_dashboard_socket_refusals(credential):
+async def test_dashboard_socket_refusals(credential, how):
     world = await make_world()
     where, key, code = DASHBOARD_REFUSALS[credential]
     account_id = world.get(where, where)
     token = world.get(key, key)
-    assert await closed_with(dashboard(account_id, token)) == code
+    if how == "query" and key == "operator key":
+        code = 4401  # no operator key in a URL, whatever else is wrong
+    assert await closed_with(dashboard(account_id, token, via=how)) == code
 
 
-@pytest.mark.parametrize("key", ["dashboard key", "operator key"])
-async def test_dashboard_socket_takes_the_accounts_key_and_operator_keys(key):
+async def test_an_operator_key_in_the_url_is_refused():
+    """URLs end up in proxy logs and browser histories: the most powerful key never goes
+    there (CONTRACT.md section 4). In the Authorization header it is taken (below)."""
     world = await make_world()
-    watcher = dashboard(world["account"], world[key])
+    assert await closed_with(dashboard(world["account"], world["operator key"])) == 4401
+    assert await closed_with(dashboard(world["other account"], world["operator key"])) == 4401
+
+
+@pytest.mark.parametrize(
+    ("key", "how"),
+    [("dashboard key", "header"), ("dashboard key", "query"), ("operator key", "header")],
+)
+async def test_dashboard_socket_takes_the_accounts_key_and_operator_keys(key, how):
+    world = await make_world()
+    watcher = dashboard(world["account"], world[key], via=how)
     connected, _ = await watcher.connect()
     assert connected
     snapshot = await watcher.receive_json_from()

@@ -28,7 +28,10 @@ async def test_dashboard_refusals():
 @pytest.mark.parametrize("whose", ["dashboard", "operator"])
 async def test_dashboard_and_operator_keys_get_a_snapshot(whose):
     mine, _, my_key, _, operator_key = await two_accounts_and_keys()
-    watcher = dashboard(mine.id, my_key if whose == "dashboard" else operator_key)
+    if whose == "dashboard":
+        watcher = dashboard(mine.id, my_key)
+    else:
+        watcher = dashboard(mine.id, operator_key, via="header")
     assert (await watcher.connect())[0]
     snapshot = await watcher.receive_json_from()
     assert (snapshot["type"], snapshot["account"], snapshot["total"]) == (

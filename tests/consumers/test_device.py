@@ -124,7 +124,7 @@ async def test_an_operator_close_reaches_open_connections():
 async def test_dashboards_see_the_device_come_online_and_the_charge():
     meter, token = await new_meter()
     key = await database_sync_to_async(make_operator_key)()
-    watcher = dashboard(meter.account_id, key)
+    watcher = dashboard(meter.account_id, key, via="header")
     await watcher.connect()
     snapshot = await watcher.receive_json_from()
     assert snapshot["type"] == "snapshot"

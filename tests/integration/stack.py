@@ -102,9 +102,19 @@ def connect_device(stack: Stack, token: str | None, *, via: str = "header"):
     return connect(device_url(stack, token), open_timeout=10, max_size=None)
 
 
-def connect_dashboard(stack: Stack, account: str, token: str | None):
+def connect_dashboard(stack: Stack, account: str, token: str | None, *, via: str = "header"):
+    """A dashboard connection with `token` in the Authorization header (where operator keys
+    must go) or, via "query", in `?token=` (dashboard keys only)."""
     from websockets.asyncio.client import connect
 
+    if via == "header":
+        headers = {"Authorization": f"Bearer {token}"} if token is not None else None
+        return connect(
+            dashboard_url(stack, account),
+            additional_headers=headers,
+            open_timeout=10,
+            max_size=None,
+        )
     return connect(dashboard_url(stack, account, token), open_timeout=10, max_size=None)
 
 

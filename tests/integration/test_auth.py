@@ -123,9 +123,12 @@ async def test_dashboard_refusals(stack):
     p = stack.provision()
 
     await expect_refused(connect_dashboard(stack, mine, None), 4401)
-    await expect_refused(connect_dashboard(stack, mine, ""), 4401)
-    await expect_refused(connect_dashboard(stack, mine, "not-a-key"), 4401)
-    await expect_refused(connect_dashboard(stack, mine, their_key), 4403)
+    for via in ("header", "query"):
+        await expect_refused(connect_dashboard(stack, mine, "", via=via), 4401)
+        await expect_refused(connect_dashboard(stack, mine, "not-a-key", via=via), 4401)
+        await expect_refused(connect_dashboard(stack, mine, their_key, via=via), 4403)
+    # No operator key in a URL (proxy logs, browser histories), even a right one.
+    await expect_refused(connect_dashboard(stack, mine, stack.operator_key, via="query"), 4401)
     # A device token is no dashboard credential (the contract does not say which code).
     await expect_refused(connect_dashboard(stack, p.account, p.token), (4401, 4403))
     await expect_refused(

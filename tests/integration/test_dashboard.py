@@ -142,7 +142,8 @@ async def test_charge_events_come_in_commit_order(stack):
 async def test_dashboards_only_see_their_own_account(stack):
     mine = stack.provision(unit_price="1")
     other = stack.provision(unit_price="1")
-    async with connect_dashboard(stack, mine.account, stack.dashboard_key(mine.account)) as dash:
+    key = stack.dashboard_key(mine.account)
+    async with connect_dashboard(stack, mine.account, key, via="query") as dash:
         assert (await recv_json(dash, EVENT_TIMEOUT))["type"] == "snapshot"
         async with connect_device(stack, other.token) as ws:
             assert await Device(ws).deliver([reading("x-1", "5")]) == {"x-1": "ack"}
