@@ -91,12 +91,19 @@ class ChargeListInput(serializers.Serializer):
 # --- Outputs --------------------------------------------------------------------------
 
 
+class AccountUpdateInput(serializers.Serializer):
+    # Credit control's cut-off line (CONTRACT.md section 6); null: never cut off.
+    cutoff_at = money_field(allow_null=True, min_value=-(Decimal(10) ** 18))
+
+
 class AccountOut(serializers.Serializer):
     id = serializers.CharField()
     name = serializers.CharField()
     currency = serializers.CharField()
     timezone = serializers.CharField()
     created_at = TimestampField()
+    cutoff_at = AmountField(allow_null=True)
+    cut_off = serializers.BooleanField()
 
 
 class TariffOut(serializers.Serializer):

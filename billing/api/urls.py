@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from billing.api import invoices, views
+from billing.api import credit, invoices, views
 
 urlpatterns = [
     path("accounts/", views.AccountCreateApi.as_view(), name="account-create"),
@@ -18,6 +18,13 @@ urlpatterns = [
         "accounts/<str:account_id>/close-period/",
         invoices.ClosePeriodApi.as_view(),
         name="account-close-period",
+    ),
+    path(
+        "accounts/<str:account_id>/credits/", credit.CreditCreateApi.as_view(), name="credit-create"
+    ),
+    path("accounts/<str:account_id>/balance/", credit.BalanceApi.as_view(), name="balance"),
+    path(
+        "accounts/<str:account_id>/alerts/", credit.AlertListCreateApi.as_view(), name="alert-list"
     ),
     path("invoices/", invoices.InvoiceListApi.as_view(), name="invoice-list"),
     path("invoices/<str:invoice_id>/", invoices.InvoiceDetailApi.as_view(), name="invoice-detail"),

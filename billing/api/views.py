@@ -17,6 +17,7 @@ from billing.api.serializers import (
     TARIFF_EXAMPLE,
     AccountCreateInput,
     AccountOut,
+    AccountUpdateInput,
     AccountUsageOut,
     ChargeListInput,
     ChargePageOut,
@@ -25,6 +26,7 @@ from billing.api.serializers import (
     TariffCreateRequest,
     TariffOut,
 )
+from billing.credit_services import account_cutoff_set
 from billing.models import Account, Tariff
 from billing.selectors import account_usage, charge_list
 from billing.tariff_services import tariff_create
@@ -52,6 +54,22 @@ class AccountDetailApi(APIView):
     )
     def get(self, request: Request, account_id: str) -> Response:
         return Response(AccountOut(get_object_or_404(Account, pk=account_id)).data)
+
+    @extend_schema(
+        operation_id="account_update",
+        tags=["accounts"],
+        request=AccountUpdateInput,
+        responses={200: AccountOut, **ERRORS, 404: NOT_FOUND[404]},
+    )
+    def patch(self, request: Request, account_id: str) -> Response:
+        account = get_object_or_404(Account, pk=account_id)
+        data = AccountUpdateInput(data=request.data, partial=True)
+        data.is_valid(raise_exception=True)
+        if "cutoff_at" in data.validated_data:
+            account = account_cutoff_set(
+                account_id=account.id, cutoff_at=data.validated_data["cutoff_at"]
+            )
+        return Response(AccountOut(account).data)
 
 
 class DashboardKeyCreateApi(APIView):

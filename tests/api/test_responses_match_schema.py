@@ -129,10 +129,28 @@ def bills(walk: Walk, account: str) -> None:
     walk.send("get", f"/api/v1/accounts/{account}/", status=401, client=APIClient())
 
 
+def credit_control(walk: Walk, account: str, meter: str) -> None:
+    base = f"/api/v1/accounts/{account}"
+    walk.send("get", f"{base}/balance/", status=200)
+    credit = {"amount": "50.00", "description": "top-up", "idempotency_key": "k-1"}
+    walk.send("post", f"{base}/credits/", credit, status=201)
+    walk.send("post", f"{base}/credits/", credit, status=200)
+    walk.send("post", f"{base}/credits/", {**credit, "amount": "-1"}, status=400)
+    walk.send("post", "/api/v1/accounts/acc_missing/credits/", credit, status=404)
+    walk.send("patch", f"{base}/", {"cutoff_at": "0"}, status=200)
+    walk.send("patch", f"{base}/", {"cutoff_at": "zero"}, status=400)
+    walk.send("get", f"{base}/balance/", status=200)
+    alert = {"kind": "spend_above", "threshold": "100", "meter": meter}
+    walk.send("post", f"{base}/alerts/", alert, status=201)
+    walk.send("post", f"{base}/alerts/", {**alert, "kind": "balance_below"}, status=400)
+    walk.send("get", f"{base}/alerts/", status=200)
+
+
 def test_every_operation_answers_as_the_schema_says(monkeypatch):
     walk = Walk()
     account, tariffs = accounts_and_tariffs(walk)
     made = meters(walk, account, tariffs)
+    credit_control(walk, account, made["per_unit"]["id"])
     ingest_every_answer(walk, made, monkeypatch)
     bills(walk, account)
 
@@ -159,6 +177,8 @@ ACCOUNT_BODY = {
     "currency": "EUR",
     "timezone": "Europe/Berlin",
     "created_at": "2026-03-01T12:00:00.123456Z",
+    "cutoff_at": None,
+    "cut_off": False,
 }
 USAGE_PATH = "/api/v1/accounts/acc_1/usage/"
 USAGE_BODY = {
