@@ -16,13 +16,14 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 CALENDAR = ("month", "week", "day")
-FIXED = re.compile(r"^PT([1-9]\d{0,6})([SMH])$")
+# Used with fullmatch only (`$` also matches before a final newline); ASCII digits.
+FIXED = re.compile(r"PT([1-9][0-9]{0,6})([SMH])")
 SECONDS = {"S": 1, "M": 60, "H": 3600}
 
 
 def billing_period_problem(billing_period: str) -> str | None:
     """Why `billing_period` is not one Meterline knows, or None."""
-    if billing_period in CALENDAR or FIXED.match(billing_period):
+    if billing_period in CALENDAR or FIXED.fullmatch(billing_period):
         return None
     return 'must be "month", "week", "day" or a fixed length such as "PT30S", "PT5M", "PT1H"'
 
@@ -35,7 +36,7 @@ def calendar_bounds(
     UTC because Python compares and subtracts two datetimes of one zone by
     their wall clocks, which is wrong across a DST change.
     """
-    fixed = FIXED.match(billing_period)
+    fixed = FIXED.fullmatch(billing_period)
     if fixed:
         length = int(fixed[1]) * SECONDS[fixed[2]]
         start = math.floor(moment.timestamp() / length) * length

@@ -31,10 +31,12 @@ MODEL_FIELDS: dict[str, tuple[str, ...]] = {
     "time_of_use": ("bands", "default_unit_price"),
 }
 DAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
-CLOCK = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
+# Both patterns are used with fullmatch only: `$` also matches before a final
+# newline, so "0.25\n" passed and was stored raw. ASCII digits: `\d` takes any.
+CLOCK = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9])")
 # Plain notation: ASCII digits, optional sign and fraction. Python's Decimal
 # would also take "1_000", " 1", "1e3" and non-ASCII digits.
-DECIMAL = re.compile(r"^-?[0-9]+(\.[0-9]+)?$")
+DECIMAL = re.compile(r"-?[0-9]+(\.[0-9]+)?")
 # Bounds that keep every product of usage and price exact and inside the
 # money columns: prices below a billion, quantities below 10^15, 12 places.
 PRICE_LIMIT = Decimal(10) ** 9
@@ -87,7 +89,7 @@ def parse_decimal(
     """A decimal in plain notation ("0.25") within bounds; floats and exotic spellings refused."""
     if not isinstance(value, str):
         raise TariffError(field, 'must be a decimal string, e.g. "0.25"')
-    if not DECIMAL.match(value):
+    if not DECIMAL.fullmatch(value):
         raise TariffError(field, f'{value[:40]!r} is not a decimal string such as "0.25"')
     number = Decimal(value)
     if minimum is not None and number < minimum:
@@ -174,7 +176,7 @@ def _parse_band(item: Any, where: str) -> Band:
 def _parse_clock(value: Any, field: str, *, allow_24: bool) -> time:
     if allow_24 and value == "24:00":
         return time(0)
-    match = CLOCK.match(value) if isinstance(value, str) else None
+    match = CLOCK.fullmatch(value) if isinstance(value, str) else None
     if match is None:
         limit = "24:00" if allow_24 else "23:59"
         raise TariffError(field, f'must be a local time "HH:MM" from 00:00 to {limit}')

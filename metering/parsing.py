@@ -20,8 +20,9 @@ MAX_ID_LENGTH = 64
 MAX_INTEGER_DIGITS = 15
 MAX_DECIMAL_PLACES = 9
 # Plain notation only: ASCII digits, an optional fraction; no sign, exponent,
-# spaces or underscores, which Python's Decimal would otherwise accept.
-PLAIN_DECIMAL = re.compile(r"^[0-9]+(\.[0-9]+)?$")
+# spaces or underscores, which Python's Decimal would otherwise accept. Always
+# fullmatch: `$` also matches before a final newline, and Decimal ignores it.
+PLAIN_DECIMAL = re.compile(r"[0-9]+(\.[0-9]+)?")
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 
 
@@ -143,7 +144,7 @@ def _parse_amount(item: dict, field: str, invalid) -> Decimal:
         raise invalid(f"{field} is required")
     if not isinstance(raw, str):
         raise invalid(f'{field} must be a decimal string, e.g. "0.125", not a JSON number')
-    if not PLAIN_DECIMAL.match(raw):
+    if not PLAIN_DECIMAL.fullmatch(raw):
         raise invalid(f'{field} must be a non-negative decimal string such as "0.125"')
     number = Decimal(raw)
     whole, _, fraction = raw.partition(".")
