@@ -6,6 +6,8 @@ commit order, and meter status changes. The rating batch builds its charge
 events here, the dashboard consumer its snapshots.
 """
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -63,16 +65,19 @@ def meter_status_event(*, meter_id: str, online: bool) -> dict[str, Any]:
 def account_snapshot(*, account_id: str) -> dict[str, Any]:
     """The dashboard's first message: the open period as it stands, at event number `seq`.
 
-    Read under the account's lock, so no charge commits between reading the
-    sequence number and the totals: events after `seq` are exactly those the
-    snapshot does not count.
+    Read in one snapshot of the database (`_one_snapshot`), so the totals count exactly the
+    events up to `seq`, and the ones after it are exactly those the dashboard is sent next;
+    without the account's lock, which rating holds while it charges: a dashboard
+    connecting never waits for rating, nor rating for it.
     """
-    with transaction.atomic():
-        account = Account.objects.select_for_update().get(pk=account_id)
+    with _one_snapshot():
+        account = Account.objects.get(pk=account_id)
         usage = account_usage(account=account, at=timezone.now())
-    online = set(
-        Meter.objects.filter(account=account).exclude(connection="").values_list("id", flat=True)
-    )
+        online = set(
+            Meter.objects.filter(account=account)
+            .exclude(connection="")
+            .values_list("id", flat=True)
+        )
     return {
         "type": "snapshot",
         "account": account.id,
@@ -90,3 +95,21 @@ def account_snapshot(*, account_id: str) -> dict[str, Any]:
             for meter in usage.meters
         ],
     }
+
+
+@contextmanager
+def _one_snapshot() -> Iterator[None]:
+    """A read-only transaction whose every query sees the database as of its first one.
+
+    PostgreSQL: REPEATABLE READ (its read committed default takes a fresh view at each
+    query, so a charge committing between two reads would be half in). SQLite runs one
+    writer at a time and Django's transactions there begin IMMEDIATE: the snapshot is
+    already whole. Inside a caller's transaction, the caller's isolation stands.
+    """
+    connection = transaction.get_connection()
+    outermost = not connection.in_atomic_block
+    with transaction.atomic():
+        if outermost and connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        yield
