@@ -6,6 +6,11 @@ its period closes either committed first (its charges are on the invoice) or
 waits and then finds the period closed (its charges go to the open period,
 marked late). Never both, never neither. Closing twice is harmless: the
 second closer finds `closed_until` past the period and the invoice made.
+
+A stretch of periods with nothing to bill closes in one step, to the start of
+the next period that may have something (`_empty_until`), however many periods
+it spans; each account closes on its own, so one that fails to close holds up
+no other (`periods_close_due`).
 """
 
 import logging
@@ -18,10 +23,13 @@ from django.db import transaction
 from django.db.models import Min, Q
 from django.utils import timezone
 
-from billing.models import Account, Invoice, InvoiceLine, MeterPeriodUsage
+from billing.api.serializers import InvoiceOut
+from billing.models import Account, Event, Invoice, InvoiceLine, MeterPeriodUsage
 from billing.money import round_minor
+from billing.outbox import event_record
 from billing.periods import period_bounds
 from billing.selectors import meter_tariff_at
+from project.metrics import PERIOD_CLOSE_FAILURES
 
 logger = logging.getLogger(__name__)
 
@@ -41,12 +49,25 @@ class _Line:
 
 
 def periods_close_due(*, now: datetime | None = None) -> list[Invoice]:
-    """Close every period of every account that has ended by `now` (the beat task)."""
+    """Close every period of every account that has ended by `now` (the beat task).
+
+    An account whose close fails is logged and counted, and tried again next run (its
+    periods closed before the failure stay closed, though not in the list returned);
+    every other account closes all the same.
+    """
     now = now or timezone.now()
     invoices: list[Invoice] = []
     for account in Account.objects.filter(meters__isnull=False).distinct().iterator():
-        if _due(account, now):
-            invoices += account_periods_close(account_id=account.id, until=now)
+        try:
+            if _due(account, now):
+                invoices += account_periods_close(account_id=account.id, until=now)
+        except Exception:
+            PERIOD_CLOSE_FAILURES.inc()
+            logger.exception(
+                "closing the periods of account %s failed; it is tried again next run",
+                account.id,
+                extra={"account": account.id},
+            )
     return invoices
 
 
@@ -70,7 +91,9 @@ def account_periods_close(
         cut = end > until
         if cut and not (close_open and start < until):
             return invoices
-        invoice = _period_close(account_id, start=start, end=min(end, until), keep_empty=cut)
+        invoice = _period_close(
+            account_id, start=start, end=min(end, until), until=until, keep_empty=cut
+        )
         if invoice is not None:
             invoices.append(invoice)
             if cut:
@@ -102,42 +125,105 @@ def _cursor(account: Account) -> datetime:
 
 
 def _period_close(
-    account_id: str, *, start: datetime, end: datetime, keep_empty: bool
+    account_id: str, *, start: datetime, end: datetime, until: datetime, keep_empty: bool
 ) -> Invoice | None:
+    """Close [start, end) into an invoice, or, with nothing to bill, close the empty
+    stretch from `start` on; None when nothing was invoiced."""
     with transaction.atomic():
         account = Account.objects.select_for_update().get(pk=account_id)
         if account.closed_until is not None and account.closed_until > start:
             return None  # closed meanwhile by another closer: the caller looks again
         lines = _lines(account, start=start, end=end)
-        account.closed_until = end
+        empty = not lines and not keep_empty
+        # Worked out under the lock: a reading rated before it is in the stretch's
+        # figures, one rated after finds the stretch closed and is charged late.
+        account.closed_until = _empty_until(account, after=end, until=until) if empty else end
         account.save(update_fields=["closed_until"])
-        if not lines and not keep_empty:
+        if empty:
             return None
-        subtotal = sum((line.amount for line in lines), Decimal(0))
-        invoice = Invoice.objects.create(
-            account=account,
-            period_start=start,
-            period_end=end,
-            currency=account.currency,
-            subtotal=subtotal,
-            total=subtotal,
-        )
-        InvoiceLine.objects.bulk_create(
-            InvoiceLine(
-                invoice=invoice,
-                position=position,
-                kind=line.kind,
-                meter=line.meter,
-                description=line.description,
-                quantity=line.quantity,
-                amount=line.amount,
-            )
-            for position, line in enumerate(lines, start=1)
+        invoice = _invoice_create(account, start=start, end=end, lines=lines)
+        event_record(
+            type=Event.Type.INVOICE_FINALIZED,
+            account_id=account.id,
+            data=InvoiceOut(invoice).data,
+            live=False,  # for webhooks: no dashboard or device listens to it
         )
     logger.info(
-        "closed %s: %s to %s, total %s %s", account_id, start, end, subtotal, account.currency
+        "closed %s: %s to %s, total %s %s",
+        account_id,
+        start,
+        end,
+        invoice.total,
+        account.currency,
+        extra={"account": account_id},
     )
     return invoice
+
+
+def _invoice_create(
+    account: Account, *, start: datetime, end: datetime, lines: list[_Line]
+) -> Invoice:
+    subtotal = sum((line.amount for line in lines), Decimal(0))
+    invoice = Invoice.objects.create(
+        account=account,
+        period_start=start,
+        period_end=end,
+        currency=account.currency,
+        subtotal=subtotal,
+        total=subtotal,
+    )
+    InvoiceLine.objects.bulk_create(
+        InvoiceLine(
+            invoice=invoice,
+            position=position,
+            kind=line.kind,
+            meter=line.meter,
+            description=line.description,
+            quantity=line.quantity,
+            amount=line.amount,
+        )
+        for position, line in enumerate(lines, start=1)
+    )
+    return invoice
+
+
+def _empty_until(account: Account, *, after: datetime, until: datetime) -> datetime:
+    """Where an empty stretch of periods from `after` ends: the start of the first
+    period that may have something to bill (usage, or an active meter on a tariff with
+    a fixed fee or minimum, as `_lines` bills them), at most that of the period holding
+    `until`. Never before `after`."""
+    next_usage = MeterPeriodUsage.objects.filter(
+        account=account, period_start__gte=after
+    ).aggregate(first=Min("period_start"))["first"]
+    fee = _first_fee_moment(account, after=after)
+    target = min(moment for moment in (until, next_usage, fee) if moment is not None)
+    start, _ = period_bounds(
+        target, timezone=account.timezone, billing_period=account.billing_period
+    )
+    return max(start, after)
+
+
+def _first_fee_moment(account: Account, *, after: datetime) -> datetime | None:
+    """The earliest moment from `after` on at which an active meter of the account
+    exists on a tariff with a fixed fee or a minimum, or None.
+
+    A period bills a fee when such a meter exists at its last moment with such a tariff
+    in force then (`_lines`), so no period ending by this moment does.
+    """
+    earliest = None
+    for meter in account.meters.filter(active=True).prefetch_related("tariff_history__tariff"):
+        history = sorted(meter.tariff_history.all(), key=lambda a: (a.effective_from, a.id))
+        for index, assignment in enumerate(history):
+            if not (assignment.tariff.fixed_fee or assignment.tariff.minimum):
+                continue
+            # In force from its start (the first: from any time) until the next begins,
+            # by assignment_at's rule.
+            begins = [after, meter.created_at] + ([assignment.effective_from] if index else [])
+            moment = max(begins)
+            ends = history[index + 1].effective_from if index + 1 < len(history) else None
+            if (ends is None or moment < ends) and (earliest is None or moment < earliest):
+                earliest = moment
+    return earliest
 
 
 def _lines(account: Account, *, start: datetime, end: datetime) -> list[_Line]:
