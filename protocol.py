@@ -3,7 +3,7 @@ codes and types, and the channel layer's names. No project imports: a device, a
 web process and a rating worker can all use it.
 """
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -15,6 +15,7 @@ CLOSE_UNAUTHENTICATED = 4401  # no, wrong or revoked credentials
 CLOSE_FORBIDDEN = 4403  # a disabled meter; not allowed on this account
 CLOSE_NO_ACCOUNT = 4404
 CLOSE_REPLACED = 4409  # a newer connection of the same meter took over (Meterline's)
+CLOSE_TOO_MANY = 4429  # too many refused frames: the connection spent its budget (Meterline's)
 CLOSE_SERVICE_RESTART = 1012  # the web process is stopping: reconnect at once
 # After these a device must not reconnect with the same token: it cannot help.
 CLOSE_FINAL = frozenset({CLOSE_UNAUTHENTICATED, CLOSE_FORBIDDEN})
@@ -87,3 +88,22 @@ class ReadingError(Exception):
 
     def to_message(self) -> dict[str, str | None]:
         return {"type": "error", "id": self.id, "code": self.code, "detail": self.detail}
+
+    def to_item(self) -> dict[str, str | None]:
+        """As one of the `errors` of a frame's error message (errors_message) or of HTTP ingest."""
+        return {"id": self.id, "code": self.code, "detail": self.detail}
+
+
+def errors_message(errors: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The one `error` message answering a frame's refused readings (each an `id`, `code`,
+    `detail` mapping; at least one). It carries the first one's id, code and detail, the
+    contract's shape for a single error, so that a client of that shape sees an error;
+    with two or more, `errors` lists them all (the first again), in the frame's order."""
+    first = errors[0]
+    message = {"type": "error", "id": first["id"], "code": first["code"], "detail": first["detail"]}
+    if len(errors) > 1:
+        message["errors"] = [
+            {"id": error["id"], "code": error["code"], "detail": error["detail"]}
+            for error in errors
+        ]
+    return message

@@ -12,8 +12,12 @@ again after `busy`'s retry time, after `resend_after` seconds without an answer
 and after a reconnect: the reading's id makes every resend harmless. Readings
 sent while it is offline wait for the next connection, as a meter buffers them.
 It reconnects with exponential backoff and jitter, at once after a service
-restart (1012), and never after its token was refused or its meter disabled
-(4401, 4403: `run` raises `Refused`). `Outcomes` records what it was answered.
+restart (1012), after the longest backoff when the server closed it for sending
+too many refused frames (4429: the refused readings were answered, so only good
+ones are resent, but whatever made them bad may still be there), and never after
+its token was refused or its meter disabled (4401, 4403: `run` raises
+`Refused`). An `error` answers one refused reading, or several in its `errors`
+list. `Outcomes` records what it was answered.
 
 The demo's simulator, the load generator and the integration tests use it.
 No Django here (protocol.py has no project imports): it talks to the server
@@ -37,7 +41,7 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
-from protocol import BUSY_RETRY_MS, CLOSE_FINAL, CLOSE_SERVICE_RESTART
+from protocol import BUSY_RETRY_MS, CLOSE_FINAL, CLOSE_SERVICE_RESTART, CLOSE_TOO_MANY
 
 logger = logging.getLogger(__name__)
 
@@ -87,6 +91,10 @@ class Backoff:
         base = min(self.cap, self.first * self.factor ** min(failures, 64))
         return base * random.uniform(1 - self.jitter, 1 + self.jitter)
 
+    def longest(self) -> float:
+        """The wait at the cap, as after many failures."""
+        return self.cap * random.uniform(1 - self.jitter, 1 + self.jitter)
+
 
 @dataclass
 class Outcomes:
@@ -98,7 +106,7 @@ class Outcomes:
     acked: dict[str, float] = field(default_factory=dict)  # reading id -> first acked
     acks: int = 0  # readings acked, as new or as duplicates
     duplicates: int = 0  # ids acks listed as duplicates (recorded before)
-    errors: dict[str, dict] = field(default_factory=dict)  # reading id -> its error answer
+    errors: dict[str, dict] = field(default_factory=dict)  # reading id -> its id, code, detail
     frame_errors: list[dict] = field(default_factory=list)  # errors of whole frames (id null)
     busy: int = 0  # busy answers
     busy_readings: int = 0  # readings they named, each resent after retry_after_ms
@@ -313,15 +321,17 @@ class Device:
             self._spawn(self._retry(ids, delay))
 
     def _on_error(self, message: dict, now: float) -> None:
-        """A refused reading is answered for good (resending will not help); a refused
-        frame (id null) answers nothing."""
-        logger.warning("%s: %s", self.name, message)
-        rid = message.get("id")
-        if rid is None:
-            self.outcomes.frame_errors.append(message)
-            return
-        self.outcomes.errors[rid] = message
-        self._settle(rid, str(message.get("code")), now)
+        """A refused reading is answered for good (resending will not help), and so is each
+        of `errors` when a frame had several; a refused frame (id null) answers nothing."""
+        errors = message.get("errors") or [message]
+        logger.warning("%s: %d refused: %s", self.name, len(errors), errors[0])
+        for error in errors:
+            rid = error.get("id")
+            if rid is None:
+                self.outcomes.frame_errors.append(error)
+                continue
+            self.outcomes.errors[rid] = error
+            self._settle(rid, str(error.get("code")), now)
 
     # --- connections ---------------------------------------------------------------
 
@@ -373,7 +383,9 @@ class Device:
                 raise ConnectionError(f"{self.name}: the connection closed (close code {code})")
             self.outcomes.reconnects += 1
             failures = 0 if opened else failures + 1
-            if code != CLOSE_SERVICE_RESTART:
+            if code == CLOSE_TOO_MANY:  # not at once: the server has had enough of this device
+                await asyncio.sleep(self.backoff.longest())
+            elif code != CLOSE_SERVICE_RESTART:
                 await asyncio.sleep(self.backoff.delay(failures))
 
     async def _session(self) -> tuple[bool, int | None]:

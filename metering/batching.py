@@ -13,6 +13,14 @@ and the answers are handed to the device connections here. A batch whose
 answer never comes (the layer lost it, or its worker died) frees its place
 after `BATCH_EXPIRY_SECONDS`; its devices hear nothing and resend, which the
 `(meter, reading id)` key makes safe.
+
+Memory is bounded whatever the workers do: the process holds at most
+`METERLINE_MAX_WAITING_READINGS` readings, from `submit` until they are
+answered, and refuses frames beyond (the connection answers them `busy`).
+Every frame accepted is answered exactly once: by its worker, or `busy` when
+its batch could not be sent or, unanswered, outlived the channel layer's
+expiry (then no answer can come and the frame is dropped). So a connection
+counts its frames until their answer, with no clock of its own.
 """
 
 import asyncio
@@ -20,7 +28,7 @@ import itertools
 import logging
 import weakref
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,8 +36,8 @@ from channels.exceptions import ChannelFull
 from channels.layers import BaseChannelLayer
 from django.conf import settings
 
-from project.metrics import LAYER_RECEIVE_ERRORS, LAYER_SEND_ERRORS
-from protocol import LAYER_EXPIRY_SECONDS, RATING_CHANNEL
+from project.metrics import LAYER_RECEIVE_ERRORS, LAYER_SEND_ERRORS, WAITING_READINGS
+from protocol import LAYER_EXPIRY_SECONDS, RATING_CHANNEL, ReadingIn
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +46,8 @@ logger = logging.getLogger(__name__)
 # the only cost is one more batch out at once) ...
 BATCH_EXPIRY_SECONDS = 5.0
 # ... though a late answer still reaches its devices until the channel layer's
-# own message expiry (LAYER_EXPIRY_SECONDS), after which none can come.
+# own message expiry (LAYER_EXPIRY_SECONDS), after which none can come: its
+# frames are then answered busy.
 # Readings in one batch message at most (a frame is never split).
 MAX_BATCH_READINGS = 5000
 
@@ -66,21 +75,29 @@ class FrameBatcher:
         self.sent: dict[int, list[_Frame]] = {}  # batch number -> its frames, unanswered
         self.expired: dict[int, list[_Frame]] = {}  # unanswered, no longer holding a place
         self.timers: dict[int, asyncio.TimerHandle] = {}  # batch number -> its expiry
+        self.held = 0  # readings of every frame above: submitted and not yet answered
         self.answers_channel: str | None = None
         self._listener: asyncio.Task | None = None
         self._flush_scheduled = False
         self._tasks: set[asyncio.Future] = set()  # held, so the loop does not drop them
 
     def submit(
-        self, meter_id: str, account_id: str, readings: list[dict[str, Any]], answer: Answer
-    ) -> None:
-        """Queue a frame (readings in wire form); `answer` is awaited with its outcome."""
-        key = next(self.frame_keys)
-        self.waiting.append(_Frame(key, meter_id, account_id, readings, answer))
+        self, meter_id: str, account_id: str, readings: Sequence[ReadingIn], answer: Answer
+    ) -> bool:
+        """Queue a frame; `answer` is awaited once with its outcome. False, and nothing
+        queued, when the frame would take the readings this process holds beyond
+        METERLINE_MAX_WAITING_READINGS (one frame alone always fits)."""
+        size = len(readings)
+        if self.held and self.held + size > settings.METERLINE_MAX_WAITING_READINGS:
+            return False
+        self.held += size
+        wire = [reading.to_wire() for reading in readings]
+        self.waiting.append(_Frame(next(self.frame_keys), meter_id, account_id, wire, answer))
         if not self._flush_scheduled:
             # After the frames already readable in this turn of the loop have queued too.
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._flush_later)
+        return True
 
     @property
     def flushing(self) -> bool:
@@ -110,6 +127,7 @@ class FrameBatcher:
             if self.answers_channel is None:  # not set by a flush running meanwhile
                 self.answers_channel = channel
                 self._listener = asyncio.ensure_future(self._listen())
+        WAITING_READINGS.set(self.held)  # once a flush, not once a frame
         while self.waiting and len(self.sent) < settings.METERLINE_BATCHES_IN_FLIGHT:
             frames = self._take_batch()
             if not frames:  # every waiting frame's account has a batch out
@@ -139,9 +157,9 @@ class FrameBatcher:
                         exc_info=True,
                         extra={"batch": batch},
                     )
-                self._place_freed(batch)
-                self.expired.pop(batch, None)
-                await self._answer_all(frames, {"busy": True})
+                # Unless a worker answered it meanwhile (sent after all, the send cut off after).
+                if self._place_freed(batch) or self.expired.pop(batch, None):
+                    await self._answer_all(frames, {"busy": True})
 
     def _take_batch(self) -> list[_Frame]:
         """The waiting frames for the next batch, in arrival order: none of an account
@@ -176,8 +194,14 @@ class FrameBatcher:
             )
             self.expired[batch] = frames
             loop = asyncio.get_running_loop()
-            loop.call_later(LAYER_EXPIRY_SECONDS, self.expired.pop, batch, None)
+            loop.call_later(LAYER_EXPIRY_SECONDS, self._drop, batch)
             self._spawn(self.flush())
+
+    def _drop(self, batch: int) -> None:
+        """No answer to batch `batch` can come now: its frames are answered busy."""
+        frames = self.expired.pop(batch, None)
+        if frames is not None:
+            self._spawn(self._answer_all(frames, {"busy": True}))
 
     async def _listen(self) -> None:
         """Receive the workers' answers for as long as the process lives."""
@@ -203,16 +227,24 @@ class FrameBatcher:
         frames = self._place_freed(batch) or self.expired.pop(batch, None)
         if frames is None:  # answered twice (a message delivered twice), or very late
             return
-        answers = {answer["key"]: answer for answer in message["answers"]}
+        try:
+            answers = {answer["key"]: answer for answer in message["answers"]}
+        except (KeyError, TypeError):  # its frames must still be answered, or held for ever
+            logger.exception("a malformed answer to rating batch %s", batch)
+            answers = {}
         await self.flush()  # the place just freed goes to the frames waiting
         for frame in frames:
             await self._answer(frame, answers.get(frame.key, {"busy": True}))
+        WAITING_READINGS.set(self.held)
 
     async def _answer_all(self, frames: list[_Frame], answer: dict[str, Any]) -> None:
         for frame in frames:
             await self._answer(frame, answer)
+        WAITING_READINGS.set(self.held)
 
     async def _answer(self, frame: _Frame, answer: dict[str, Any]) -> None:
+        """The one answer of a frame: it stops counting against the process here."""
+        self.held -= len(frame.readings)
         try:
             await frame.answer(answer)
         except Exception:

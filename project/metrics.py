@@ -102,6 +102,12 @@ DASHBOARD_CONNECTIONS = Gauge(
     "Open authorised dashboard WebSocket connections of this process.",
     multiprocess_mode="liveall",
 )
+WAITING_READINGS = Gauge(
+    "meterline_waiting_readings",
+    "Readings this web process holds for the rating workers: waiting for a batch, or in "
+    "a batch not yet answered (at most METERLINE_MAX_WAITING_READINGS; beyond, busy).",
+    multiprocess_mode="liveall",
+)
 
 # --- failures -------------------------------------------------------------------
 

@@ -142,6 +142,12 @@ METERLINE_MAX_IN_FLIGHT = env_int("METERLINE_MAX_IN_FLIGHT", 32)
 # Batches of frames a web process keeps with the rating workers at once
 # (metering/batching.py); frames arriving meanwhile wait for the next batch.
 METERLINE_BATCHES_IN_FLIGHT = env_int("METERLINE_BATCHES_IN_FLIGHT", 2)
+# Readings a web process holds for the workers (waiting for a batch, or in one not yet
+# answered); a frame beyond gets `busy`, so a stall of the workers costs bounded memory.
+METERLINE_MAX_WAITING_READINGS = env_int("METERLINE_MAX_WAITING_READINGS", 20_000)
+# Frames with refused readings a device connection may send in a burst, refilled at this
+# many a minute; the one beyond is answered, then the connection closed with 4429.
+METERLINE_INVALID_FRAMES_PER_MINUTE = env_int("METERLINE_INVALID_FRAMES_PER_MINUTE", 60)
 # A worker counts as alive in /healthz when its heartbeat is this recent.
 METERLINE_WORKER_TTL_SECONDS = 15
 METERLINE_WORKER_HEARTBEAT_SECONDS = 5

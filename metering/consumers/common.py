@@ -1,5 +1,5 @@
 """What the device and dashboard consumers share: reading credentials and the Origin from the
-scope, the hot-path dispatch, the connection gauges."""
+scope, the hot-path dispatch, the connection gauges, a budget for what a connection may do."""
 
 from urllib.parse import parse_qs, urlparse
 
@@ -50,6 +50,27 @@ class HotPathDispatch:
             await getattr(self, get_handler_name(message))(message)
         else:
             await super().dispatch(message)
+
+
+class TokenBucket:
+    """A budget of `per_minute` events in a burst, refilled at `per_minute` a minute.
+    Times are the caller's monotonic clock, in seconds."""
+
+    __slots__ = ("at", "per_minute", "tokens")
+
+    def __init__(self, per_minute: int, now: float) -> None:
+        self.per_minute = per_minute
+        self.tokens = float(per_minute)
+        self.at = now
+
+    def take(self, now: float) -> bool:
+        """Spend one event if the budget allows it (a refused one spends nothing)."""
+        refilled = self.tokens + (now - self.at) * self.per_minute / 60
+        self.tokens, self.at = min(float(self.per_minute), refilled), now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
 
 
 class ConnectionGauge:

@@ -15,7 +15,13 @@ from django.utils import timezone
 
 from metering.batching import frame_batcher
 from metering.connections import meter_connection_close, meter_connection_open
-from metering.consumers.common import LAYER_ERRORS, ConnectionGauge, HotPathDispatch, bearer_token
+from metering.consumers.common import (
+    LAYER_ERRORS,
+    ConnectionGauge,
+    HotPathDispatch,
+    TokenBucket,
+    bearer_token,
+)
 from metering.dashboard import meter_status_event
 from metering.parsing import parse_frame
 from metering.selectors import meter_for_token
@@ -31,10 +37,11 @@ from protocol import (
     BUSY_RETRY_MS,
     CLOSE_FORBIDDEN,
     CLOSE_REPLACED,
+    CLOSE_TOO_MANY,
     CLOSE_UNAUTHENTICATED,
-    LAYER_EXPIRY_SECONDS,
     ReadingError,
     account_group,
+    errors_message,
     meter_group,
 )
 
@@ -48,11 +55,13 @@ class DeviceConsumer(ConnectionGauge, HotPathDispatch, AsyncWebsocketConsumer):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        # Frames handed to the rating workers and not yet answered: frame number
-        # -> when sent. Bounded, so one device cannot flood the workers; entries
-        # older than the layer's expiry are dropped (lost; the device resends).
-        self.in_flight: dict[int, float] = {}
-        self.frames_sent = 0
+        # Frames handed to the batcher and not yet answered. Bounded, so one device
+        # cannot flood the workers; the batcher answers every frame once (busy if it
+        # drops it), so none is forgotten while it still waits there.
+        self.in_flight = 0
+        # Frames with refused readings: a device that keeps sending them is closed (4429).
+        self.refusals = TokenBucket(settings.METERLINE_INVALID_FRAMES_PER_MINUTE, time.monotonic())
+        self.closing = False
 
     async def connect(self):
         token = bearer_token(self.scope)
@@ -97,7 +106,7 @@ class DeviceConsumer(ConnectionGauge, HotPathDispatch, AsyncWebsocketConsumer):
             await self._publish_status(online=False, meter=meter)
 
     async def receive(self, text_data=None, bytes_data=None):
-        if self.meter is None:
+        if self.meter is None or self.closing:
             return
         arrived = time.perf_counter()
         try:
@@ -111,44 +120,48 @@ class DeviceConsumer(ConnectionGauge, HotPathDispatch, AsyncWebsocketConsumer):
             )
         except ReadingError as error:
             READINGS_REFUSED.inc()  # the whole frame, in one error
-            await self._send(error.to_message())
+            await self._refused([error.to_item()])
             return
         if frame.errors:
             READINGS_REFUSED.inc(len(frame.errors))
-        for error in frame.errors:
-            await self._send(error.to_message())
+            if not await self._refused([error.to_item() for error in frame.errors]):
+                return  # closed: the device sends its good readings again on its next connection
         if not frame.readings:
             if not frame.errors:  # an empty batch: nothing to rate, still answered
                 await self._send({"type": "ack", "ids": [], "duplicates": []})
             return
         ids = [reading.id for reading in frame.readings]
-        if not self._window_open():
+        if self.in_flight < settings.METERLINE_MAX_IN_FLIGHT and self._submitted(
+            frame.readings, partial(self._frame_answered, ids, arrived)
+        ):
+            self.in_flight += 1
+        else:  # this connection's window is full, or its process's
             await self._send_busy(ids)
-            return
-        self.frames_sent += 1
-        number = self.frames_sent
-        self.in_flight[number] = time.monotonic()
-        frame_batcher(self.channel_layer).submit(
+
+    def _submitted(self, readings, answered) -> bool:
+        batcher = frame_batcher(self.channel_layer)
+        return batcher.submit(self.meter.id, self.meter.account_id, readings, answered)
+
+    async def _refused(self, errors: list[dict]) -> bool:
+        """Answer a frame's refused readings in one message and count the frame against the
+        connection's budget: False when that spent it, and the connection is closing (4429)."""
+        await self._send(errors_message(errors))
+        if self.refusals.take(time.monotonic()):
+            return True
+        self.closing = True
+        logger.warning(
+            "meter %s sent too many refused frames: closing its connection (%d)",
             self.meter.id,
-            self.meter.account_id,
-            [reading.to_wire() for reading in frame.readings],
-            partial(self._frame_answered, number, ids, arrived),
+            CLOSE_TOO_MANY,
+            extra={"meter": self.meter.id, "account": self.meter.account_id},
         )
+        await self.close(code=CLOSE_TOO_MANY)
+        return False
 
-    def _window_open(self) -> bool:
-        # A frame unanswered this long was lost: no answer comes after the layer's expiry.
-        expired = time.monotonic() - LAYER_EXPIRY_SECONDS
-        for frame, sent_at in list(self.in_flight.items()):
-            if sent_at < expired:
-                del self.in_flight[frame]
-        return len(self.in_flight) < settings.METERLINE_MAX_IN_FLIGHT
-
-    async def _frame_answered(
-        self, number: int, ids: list[str], arrived: float, answer: dict
-    ) -> None:
-        """A rating worker's answer to frame `number` (metering/batching.py), which
-        reached `receive` at `arrived` (perf_counter)."""
-        self.in_flight.pop(number, None)
+    async def _frame_answered(self, ids: list[str], arrived: float, answer: dict) -> None:
+        """The batcher's one answer to a frame (a worker's, or busy), which reached
+        `receive` at `arrived` (perf_counter)."""
+        self.in_flight -= 1
         if self.meter is None:  # the device has gone; it resends on its next connection
             return
         if answer.get("busy"):
@@ -159,8 +172,8 @@ class DeviceConsumer(ConnectionGauge, HotPathDispatch, AsyncWebsocketConsumer):
                 {"type": "ack", "ids": answer["ids"], "duplicates": answer["duplicates"]}
             )
             ACK_SECONDS.observe(time.perf_counter() - arrived)
-        for error in answer["errors"]:
-            await self._send(error)
+        if answer["errors"]:
+            await self._send(errors_message(answer["errors"]))
 
     # --- messages from the operator API and other connections -----------------
 

@@ -30,6 +30,14 @@ def duplicates(ids: list[str]) -> dict:
     return {"type": "ack", "ids": [], "duplicates": ids}
 
 
+def refusals(ids: list[str]) -> dict:
+    """A frame's refusals in one message, the first also in the single shape; its last
+    reading refused with a code of its own."""
+    items = [{"id": rid, "code": "invalid_reading", "detail": "no"} for rid in ids]
+    items[-1] = items[-1] | {"code": "future_timestamp"}
+    return {"type": "error", **items[0], "errors": items}
+
+
 ANSWERS = {
     "ack": lambda ids: [ack(ids)],
     "busy": lambda ids: [{"type": "busy", "ids": ids, "retry_after_ms": RETRY_MS}],
@@ -39,6 +47,7 @@ ANSWERS = {
     "error": lambda ids: [
         {"type": "error", "id": rid, "code": "invalid_reading", "detail": "no"} for rid in ids
     ],
+    "errors": lambda ids: [refusals(ids)],
 }
 
 
@@ -244,3 +253,28 @@ async def test_over_a_connection_opened_elsewhere_leaves_it_open():
         await device.ws.send(json.dumps({"type": "reading", **reading("r-2")}))
         assert json.loads(await device.ws.recv()) == ack(["r-2"])
         await device.close()
+
+
+async def test_one_error_message_answers_each_reading_it_lists():
+    async with fake_server("errors") as server:
+        device = Device(server.url, "t", resend_after=0.2)
+        [frame] = await deliver(device, ["r-1", "r-2", "r-3"])
+        await asyncio.sleep(0.5)  # nothing is resent: every one was answered
+    assert frame.answers == {
+        "r-1": "invalid_reading",
+        "r-2": "invalid_reading",
+        "r-3": "future_timestamp",
+    }
+    assert server.frames == [["r-1", "r-2", "r-3"]]
+    assert sorted(device.outcomes.errors) == ["r-1", "r-2", "r-3"]
+
+
+async def test_too_many_refused_frames_reconnects_after_the_longest_backoff():
+    backoff = Backoff(first=0.01, cap=0.5, jitter=0)
+    async with fake_server(4429) as server:
+        device = Device(server.url, "t", backoff=backoff)
+        [frame] = await deliver(device, ["r-1"])
+    assert len(server.connections) == 2
+    assert server.connections[1] - server.connections[0] >= backoff.cap  # not `first`
+    assert frame.answers == {"r-1": "ack"}  # resent on the next connection
+    assert device.outcomes.close_codes == [4429] and device.outcomes.reconnects == 1

@@ -1,6 +1,7 @@
 """The device socket: authentication, parsing, and the road to the rating worker and back."""
 
 import json
+from datetime import timedelta
 
 import pytest
 from channels.db import database_sync_to_async
@@ -94,6 +95,7 @@ async def test_bad_input_is_answered_and_the_connection_stays_open():
     await client.send_to(text_data=reading("neg", "-1"))
     error = json.loads(await client.receive_from())
     assert (error["id"], error["code"]) == ("neg", "invalid_reading")
+    assert set(error) == {"type", "id", "code", "detail"}  # one refused reading: the contract's
     await client.send_to(text_data=reading("ok"))
     worker = await rate_next_frame()
     assert json.loads(await client.receive_from(timeout=5))["ids"] == ["ok"]
@@ -218,3 +220,97 @@ async def test_an_empty_batch_is_answered_with_an_empty_ack():
     await client.send_to(text_data=json.dumps({"type": "batch", "readings": []}))
     assert json.loads(await client.receive_from()) == {"type": "ack", "ids": [], "duplicates": []}
     await client.disconnect()
+
+
+def bad(reading_id):
+    return {"id": reading_id, "ts": timezone.now().isoformat(), "quantity": "-1"}
+
+
+async def test_the_refused_readings_of_a_frame_come_in_one_message():
+    _, token = await new_meter()
+    client = device(token)
+    await client.connect()
+    await client.send_to(
+        text_data=json.dumps({"type": "batch", "readings": [bad(f"b-{n}") for n in range(1000)]})
+    )
+    error = json.loads(await client.receive_from())
+    # The first refusal as the contract's single error, then all of them.
+    assert (error["type"], error["id"], error["code"]) == ("error", "b-0", "invalid_reading")
+    assert error["errors"][0] == {key: error[key] for key in ("id", "code", "detail")}
+    assert [(e["id"], e["code"]) for e in error["errors"]] == [
+        (f"b-{n}", "invalid_reading") for n in range(1000)
+    ]
+    assert await client.receive_nothing(timeout=0.3)
+    await client.disconnect()
+
+
+async def test_refusals_beside_good_readings_are_one_message_and_the_rest_is_acked():
+    _, token = await new_meter()
+    client = device(token)
+    await client.connect()
+    future = (timezone.now() + timedelta(hours=1)).isoformat()
+    readings = [
+        {"id": "ok-1", "ts": timezone.now().isoformat(), "quantity": "1"},
+        bad("neg"),
+        {"id": "ahead", "ts": future, "quantity": "1"},
+        {"id": "ok-2", "ts": timezone.now().isoformat(), "quantity": "2"},
+    ]
+    await client.send_to(text_data=json.dumps({"type": "batch", "readings": readings}))
+    error = json.loads(await client.receive_from())
+    assert [(e["id"], e["code"]) for e in error["errors"]] == [
+        ("neg", "invalid_reading"),
+        ("ahead", "future_timestamp"),
+    ]
+    worker = await rate_next_frame()
+    assert json.loads(await client.receive_from(timeout=5)) == {
+        "type": "ack",
+        "ids": ["ok-1", "ok-2"],
+        "duplicates": [],
+    }
+    worker.stop()
+    await client.disconnect()
+
+
+async def test_the_readings_rating_refuses_in_a_frame_come_in_one_message():
+    _, token = await new_meter(kind="cumulative")
+    client = device(token)
+    await client.connect()
+
+    def register(reading_id, value, seconds_ago):
+        ts = (timezone.now() - timedelta(seconds=seconds_ago)).isoformat()
+        return {"id": reading_id, "ts": ts, "value": value}
+
+    await client.send_to(text_data=json.dumps({"type": "reading", **register("base", "10", 60)}))
+    worker = await rate_next_frame()
+    assert json.loads(await client.receive_from(timeout=5))["ids"] == ["base"]
+    worker.stop()
+    readings = [register("down-1", "5", 50), register("down-2", "3", 40), register("up", "20", 30)]
+    await client.send_to(text_data=json.dumps({"type": "batch", "readings": readings}))
+    worker = await rate_next_frame()
+    assert json.loads(await client.receive_from(timeout=5))["ids"] == ["up"]
+    error = json.loads(await client.receive_from(timeout=5))
+    worker.stop()
+    assert (error["type"], error["id"], error["code"]) == ("error", "down-1", "register_decreased")
+    assert [(e["id"], e["code"]) for e in error["errors"]] == [
+        ("down-1", "register_decreased"),
+        ("down-2", "register_decreased"),
+    ]
+    assert await client.receive_nothing(timeout=0.3)
+    await client.disconnect()
+
+
+async def test_a_connection_that_keeps_sending_refused_frames_is_closed_4429(settings):
+    settings.METERLINE_INVALID_FRAMES_PER_MINUTE = 3
+    _, token = await new_meter()
+    client = device(token)
+    await client.connect()
+    for n in range(3):  # the budget
+        await client.send_to(text_data=reading(f"neg-{n}", "-1"))
+        assert json.loads(await client.receive_from())["code"] == "invalid_reading"
+    await client.send_to(text_data=reading("fine"))  # good frames spend nothing
+    worker = await rate_next_frame()
+    assert json.loads(await client.receive_from(timeout=5))["ids"] == ["fine"]
+    worker.stop()
+    await client.send_to(text_data="{oops")  # a refused frame too, one too many
+    assert json.loads(await client.receive_from())["code"] == "invalid_json"
+    assert await client.receive_output(timeout=2) == {"type": "websocket.close", "code": 4429}

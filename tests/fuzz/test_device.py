@@ -2,7 +2,9 @@
 
 Every frame must be answered (ack, error with a contract code, or busy) on a
 connection that stays open, and what is charged must be exactly what was
-acked. With near-valid frames, an oracle in this file also predicts each
+acked. The readings of a frame refused at once come in one error message, and
+those rating refuses in one more (with an `errors` list when there are
+several). With near-valid frames, an oracle in this file also predicts each
 reading's verdict, and the server must agree with it.
 """
 
@@ -74,6 +76,23 @@ class Answers:
     def of_type(self, kind: str) -> list[dict]:
         return [answer for answer in self.all if answer["type"] == kind]
 
+    @property
+    def refused_at_once(self) -> list[dict]:
+        return refused_items(self.direct)
+
+    @property
+    def refused_by_rating(self) -> list[dict]:
+        return refused_items(self.rated)
+
+
+def refused_items(answers: list[dict]) -> list[dict]:
+    """Each refused reading of the error messages among `answers`: {"id", "code", "detail"}."""
+    items = []
+    for answer in answers:
+        if answer["type"] == "error":
+            items += answer.get("errors") or [{k: answer[k] for k in ("id", "code", "detail")}]
+    return items
+
 
 @dataclass
 class Device:
@@ -116,6 +135,8 @@ class Device:
         answers = Answers(direct, rated)
         for answer in answers.all:
             assert_contract_answer(answer)
+        for part in (direct, rated):
+            assert len([a for a in part if a["type"] == "error"]) <= 1, "one error message each"
         for ack in answers.of_type("ack"):
             self.acked += ack["ids"]
         return answers
@@ -145,8 +166,13 @@ def assert_contract_answer(answer: dict) -> None:
         assert set(answer) == {"type", "ids", "duplicates"}
         assert all(isinstance(i, str) for i in answer["ids"] + answer["duplicates"])
     elif kind == "error":
-        assert set(answer) == {"type", "id", "code", "detail"}
+        single = {k: answer[k] for k in ("id", "code", "detail")}
+        assert set(answer) - set(single) <= {"type", "errors"}
         assert answer["code"] in CONTRACT_CODES, answer
+        if "errors" in answer:  # two or more, the first also in the contract's single shape
+            assert len(answer["errors"]) >= 2 and answer["errors"][0] == single, answer
+            for item in answer["errors"]:
+                assert set(item) == {"id", "code", "detail"} and item["code"] in CONTRACT_CODES
     elif kind == "busy":
         assert isinstance(answer["ids"], list) and answer["retry_after_ms"] > 0
     else:
@@ -197,8 +223,8 @@ class Oracle:
         if not spec.readings():  # an empty batch: one empty ack, nothing else
             assert answers.all == [{"type": "ack", "ids": [], "duplicates": []}], answers
             return
-        refusals = [a for a in answers.direct if a["type"] == "error"]
-        assert len(refusals) == len(answers.direct), answers
+        assert all(a["type"] == "error" for a in answers.direct), answers
+        refusals = answers.refused_at_once
         new, duplicates, rating_errors = [], [], []
         for item in spec.readings():
             verdict, reading_id, codes = item.verdict()
@@ -235,7 +261,7 @@ class Oracle:
             [{"type": "ack", "ids": new, "duplicates": duplicates}] if new or duplicates else []
         )
         assert [a for a in answers.rated if a["type"] == "ack"] == expected, spec
-        errors = [(a["id"], a["code"]) for a in answers.rated if a["type"] == "error"]
+        errors = [(a["id"], a["code"]) for a in answers.refused_by_rating]
         assert errors == rating_errors
 
 
@@ -307,7 +333,7 @@ async def test_an_id_refused_in_a_frame_is_not_a_duplicate_later_in_it():
         batch = {"type": "batch", "readings": [reading("5", 1), reading("12", 2)]}
         answers = await session.exchange(json.dumps(batch))
     acks = answers.of_type("ack")
-    assert [a["code"] for a in answers.of_type("error")] == ["register_decreased"]
+    assert [a["code"] for a in refused_items(answers.all)] == ["register_decreased"]
     assert acks == [{"type": "ack", "ids": ["b"], "duplicates": []}]
     assert await charged(meter) == {"a": Decimal(0), "b": Decimal(2)}
 
