@@ -46,6 +46,26 @@ def account_devices_group(account_id: str) -> str:
     return f"devices-{account_id}"
 
 
+# Each dashboard connection also joins the group of the credential it came with, so that a
+# revocation reaches it whichever web process holds it (billing/account_services.py).
+
+
+def dashboard_key_group(key_id: int) -> str:
+    """The dashboards that came with one dashboard key: closed when it is revoked."""
+    return f"dashboard-key-{key_id}"
+
+
+def operator_key_group(key_id: int) -> str:
+    """The dashboards that came with one operator key: closed when it is revoked."""
+    return f"operator-key-{key_id}"
+
+
+def user_group(user_id: int) -> str:
+    """The dashboards signed in as one user: each looks at its access again when the user
+    signs out, is changed or loses a membership."""
+    return f"user-{user_id}"
+
+
 # --- Readings ------------------------------------------------------------------------
 
 

@@ -6,7 +6,14 @@ from decimal import Decimal
 
 from django.db.models import QuerySet
 
-from billing.models import Account, AccountMember, Charge, MeterPeriodUsage, Tariff
+from billing.models import (
+    Account,
+    AccountMember,
+    Charge,
+    DashboardKey,
+    MeterPeriodUsage,
+    Tariff,
+)
 from billing.periods import period_bounds
 from billing.tariffs import assignment_at
 
@@ -77,6 +84,11 @@ def charge_list(
     if after_id is not None:
         charges = charges.filter(id__gt=after_id)
     return charges
+
+
+def dashboard_key_list(*, account: Account) -> QuerySet[DashboardKey]:
+    """The account's dashboard keys, revoked ones too, oldest first."""
+    return account.dashboard_keys.order_by("created_at", "id")
 
 
 # Who may watch every account's dashboard: whoever Django's admin would show the accounts

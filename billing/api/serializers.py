@@ -184,7 +184,19 @@ TARIFF_EXAMPLE = OpenApiExample(
 
 
 class DashboardKeyOut(serializers.Serializer):
+    id = serializers.CharField(help_text="What DELETE /api/v1/dashboard-keys/{id}/ revokes.")
+    created_at = TimestampField()
+    revoked_at = TimestampField(allow_null=True, help_text="null while the key works.")
+
+
+class DashboardKeyCreatedOut(serializers.Serializer):
+    id = serializers.CharField(help_text="What DELETE /api/v1/dashboard-keys/{id}/ revokes.")
     key = serializers.CharField(help_text="Read-only dashboard key, shown this once.")
+    created_at = TimestampField()
+
+
+class DashboardKeyListOut(serializers.Serializer):
+    results = DashboardKeyOut(many=True)
 
 
 class PeriodOut(serializers.Serializer):

@@ -9,8 +9,13 @@ urlpatterns = [
     path("accounts/<str:account_id>/", views.AccountDetailApi.as_view(), name="account-detail"),
     path(
         "accounts/<str:account_id>/dashboard-keys/",
-        views.DashboardKeyCreateApi.as_view(),
-        name="dashboard-key-create",
+        views.DashboardKeysApi.as_view(),
+        name="dashboard-keys",
+    ),
+    path(
+        "dashboard-keys/<str:key_id>/",
+        views.DashboardKeyDetailApi.as_view(),
+        name="dashboard-key-detail",
     ),
     path("accounts/<str:account_id>/usage/", views.AccountUsageApi.as_view(), name="account-usage"),
     path("accounts/<str:account_id>/charges/", views.ChargeListApi.as_view(), name="charge-list"),

@@ -3,6 +3,7 @@
 Each answer is rendered by the output serializer its `extend_schema` names.
 """
 
+from django.http import Http404
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema
@@ -11,7 +12,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from billing.account_services import account_create, dashboard_key_create
+from billing.account_services import account_create, dashboard_key_create, dashboard_key_revoke
 from billing.api.errors import ERRORS, NOT_FOUND
 from billing.api.serializers import (
     TARIFF_EXAMPLE,
@@ -21,14 +22,15 @@ from billing.api.serializers import (
     AccountUsageOut,
     ChargeListInput,
     ChargePageOut,
-    DashboardKeyOut,
+    DashboardKeyCreatedOut,
+    DashboardKeyListOut,
     TariffCreateInput,
     TariffCreateRequest,
     TariffOut,
 )
 from billing.credit_services import account_cutoff_set
-from billing.models import Account, Tariff
-from billing.selectors import account_usage, charge_list
+from billing.models import Account, DashboardKey, Tariff
+from billing.selectors import account_usage, charge_list, dashboard_key_list
 from billing.tariff_services import tariff_create
 
 
@@ -72,17 +74,45 @@ class AccountDetailApi(APIView):
         return Response(AccountOut(account).data)
 
 
-class DashboardKeyCreateApi(APIView):
+class DashboardKeysApi(APIView):
+    @extend_schema(
+        operation_id="dashboard_key_list",
+        tags=["accounts"],
+        responses={200: DashboardKeyListOut, **NOT_FOUND},
+    )
+    def get(self, request: Request, account_id: str) -> Response:
+        account = get_object_or_404(Account, pk=account_id)
+        return Response(DashboardKeyListOut({"results": dashboard_key_list(account=account)}).data)
+
     @extend_schema(
         operation_id="dashboard_key_create",
         tags=["accounts"],
         request=None,
-        responses={201: DashboardKeyOut, **NOT_FOUND},
+        responses={201: DashboardKeyCreatedOut, **NOT_FOUND},
     )
     def post(self, request: Request, account_id: str) -> Response:
         account = get_object_or_404(Account, pk=account_id)
-        key = dashboard_key_create(account=account)
-        return Response(DashboardKeyOut({"key": key}).data, status=status.HTTP_201_CREATED)
+        dashboard_key, key = dashboard_key_create(account=account)
+        created = {"id": dashboard_key.pk, "key": key, "created_at": dashboard_key.created_at}
+        return Response(DashboardKeyCreatedOut(created).data, status=status.HTTP_201_CREATED)
+
+
+class DashboardKeyDetailApi(APIView):
+    @extend_schema(
+        operation_id="dashboard_key_revoke",
+        tags=["accounts"],
+        description=(
+            "Revoke the key: it opens no dashboard from now on, and dashboards open with it "
+            "are closed with 4401. Revoking a revoked key changes nothing."
+        ),
+        responses={204: None, **NOT_FOUND},
+    )
+    def delete(self, request: Request, key_id: str) -> Response:
+        if not key_id.isdecimal():  # ids are numbers: anything else names no key
+            raise Http404
+        key = get_object_or_404(DashboardKey, pk=int(key_id))
+        dashboard_key_revoke(key=key, at=timezone.now())
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class AccountUsageApi(APIView):

@@ -106,8 +106,11 @@ def check_answer(
         assert name in headers, f"{where}: no {name} header"
         if header["schema"].get("type") == "integer":
             assert headers[name].isdigit(), f"{where}: {name}: {headers[name]!r}"
+    if "content" not in answer:  # documented without a body (204)
+        assert body == b"", f"{where}: a body where none is documented: {body[:200]!r}"
+        return
     media_type = content_type.split(";")[0].strip()
-    assert media_type in answer.get("content", {}), f"{where}: {media_type} is not documented"
+    assert media_type in answer["content"], f"{where}: {media_type} is not documented"
     if media_type == "application/json":
         try:
             _validate(answer["content"][media_type]["schema"], _json(where, body))

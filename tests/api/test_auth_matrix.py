@@ -38,6 +38,8 @@ ENDPOINTS = {
     ),
     "account detail": Endpoint("get", "/api/v1/accounts/{account}/"),
     "dashboard key create": Endpoint("post", "/api/v1/accounts/{account}/dashboard-keys/"),
+    "dashboard key list": Endpoint("get", "/api/v1/accounts/{account}/dashboard-keys/"),
+    "dashboard key revoke": Endpoint("delete", "/api/v1/dashboard-keys/{dashboard_key}/"),
     "usage": Endpoint("get", "/api/v1/accounts/{account}/usage/"),
     "charges": Endpoint("get", "/api/v1/accounts/{account}/charges/"),
     "close period": Endpoint("post", "/api/v1/accounts/{account}/close-period/"),
@@ -89,8 +91,15 @@ def world():
     control = APIClient()
     control.credentials(HTTP_AUTHORIZATION=f"Bearer {operator_key}")
     invoice = control.post(f"/api/v1/accounts/{account.id}/close-period/").json()["id"]
+    revocable = make_dashboard_key(account)
     return {
-        "ids": {"account": account.id, "tariff": tariff.id, "meter": meter.id, "invoice": invoice},
+        "ids": {
+            "account": account.id,
+            "tariff": tariff.id,
+            "meter": meter.id,
+            "invoice": invoice,
+            "dashboard_key": DashboardKey.objects.get(key_hash=secret_hash(revocable)).pk,
+        },
         "meter": meter,
         "operator key": operator_key,
         "headers": {
@@ -125,6 +134,7 @@ def state(meter: Meter) -> tuple:
         Meter.objects.count(),
         MeterTariff.objects.count(),
         DashboardKey.objects.count(),
+        DashboardKey.objects.filter(revoked_at__isnull=False).count(),
         Invoice.objects.count(),
         meter.token_hash,
         meter.active,
@@ -177,6 +187,7 @@ def test_the_matrix_covers_every_route():
         "api/v1/accounts/",
         "api/v1/accounts/<str:account_id>/",
         "api/v1/accounts/<str:account_id>/dashboard-keys/",
+        "api/v1/dashboard-keys/<str:key_id>/",
         "api/v1/accounts/<str:account_id>/usage/",
         "api/v1/accounts/<str:account_id>/charges/",
         "api/v1/accounts/<str:account_id>/close-period/",

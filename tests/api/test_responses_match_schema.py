@@ -49,7 +49,7 @@ class Walk:
         path = response.request["PATH_INFO"]  # without the query, or the host of a `next`
         check_answer(method.upper(), path, status, response.headers, response.content)
         self.seen.add((method.upper(), path_template(path), status))
-        is_json = response["Content-Type"].startswith("application/json")
+        is_json = response.get("Content-Type", "").startswith("application/json")  # 204: none
         return response.json() if is_json else response.content
 
     def ingest(self, meter_id: str, token: str, body: Any, *, status: int) -> Any:
@@ -73,7 +73,13 @@ def accounts_and_tariffs(walk: Walk) -> tuple[str, dict[str, str]]:
     walk.send("get", f"/api/v1/accounts/{account}/", status=200)
     walk.send("get", "/api/v1/accounts/acc_missing/", status=404)
     walk.send("post", "/api/v1/accounts/", {**ACCOUNT, "currency": "euro"}, status=400)
-    walk.send("post", f"/api/v1/accounts/{account}/dashboard-keys/", status=201)
+    made = walk.send("post", f"/api/v1/accounts/{account}/dashboard-keys/", status=201)
+    walk.send("get", f"/api/v1/accounts/{account}/dashboard-keys/", status=200)
+    walk.send("get", "/api/v1/accounts/acc_missing/dashboard-keys/", status=404)
+    walk.send("delete", f"/api/v1/dashboard-keys/{made['id']}/", status=204)
+    walk.send("delete", "/api/v1/dashboard-keys/999999/", status=404)
+    listed = walk.send("get", f"/api/v1/accounts/{account}/dashboard-keys/", status=200)
+    assert listed["results"][0]["revoked_at"] is not None  # a timestamp, not only null
     tariffs = {}
     for model, fields in MODELS.items():
         body = {"name": model, "currency": "EUR", "model": model, "fixed_fee": "1.5", **fields}
@@ -213,6 +219,12 @@ def as_bytes(body: Any) -> bytes:
 )
 def test_the_check_passes_the_real_shapes(method, path, status, body):
     check_answer(method, path, status, JSON, as_bytes(body))
+
+
+def test_the_check_wants_no_body_where_none_is_documented():
+    check_answer("DELETE", "/api/v1/dashboard-keys/1/", 204, {}, b"")
+    with pytest.raises(AssertionError, match="a body where none is documented"):
+        check_answer("DELETE", "/api/v1/dashboard-keys/1/", 204, JSON, as_bytes({"ok": True}))
 
 
 def test_the_check_wants_the_documented_headers():
