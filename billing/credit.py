@@ -81,6 +81,7 @@ class Watch:
     consumed: Decimal = Decimal(0)  # by this batch
     fired: list[Fired] = field(default_factory=list)
     cut_off_now: bool = False  # this batch crossed the cut-off line
+    cut_off_balance: Decimal | None = None  # the balance after the charge that crossed it
 
     def charged(
         self,
@@ -106,6 +107,7 @@ class Watch:
                 self.fired.append(Fired(alert, value, period_start))
         if not self.cut_off and cut_off_state(balance=self.balance, cutoff_at=self.cutoff_at):
             self.cut_off = self.cut_off_now = True
+            self.cut_off_balance = self.balance
 
     def _value(self, alert: AlertRule, *, account: Totals, meter: Totals, meter_id: str):
         """The figure the alert watches, after this charge (None: not this charge's)."""

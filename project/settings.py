@@ -38,6 +38,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",  # Swagger UI and Redoc, served from /static/, no CDN
     "billing",
     "metering",
+    "webhooks",
     "web",
 ]
 
@@ -129,6 +130,14 @@ CELERY_BEAT_SCHEDULE = {
         "task": "billing.close_due_periods",
         "schedule": float(env_int("METERLINE_CLOSE_EVERY_SECONDS", 60)),
     },
+    # Tells what a process that died between a commit and telling its events left
+    # (billing/credit_events.py): an event waits at most UNTOLD_AFTER plus this.
+    "outbox-sweep": {"task": "billing.outbox_sweep", "schedule": 2.0},
+    # Webhook retries that fell due, and whatever a lost wake left (webhooks/tasks.py).
+    "webhooks-sweep": {
+        "task": "webhooks.sweep",
+        "schedule": float(env_int("METERLINE_WEBHOOK_SWEEP_SECONDS", 2)),
+    },
 }
 
 # --- Meterline ---------------------------------------------------------------
@@ -160,8 +169,22 @@ METERLINE_WORKER_GRACE_SECONDS = env_int("METERLINE_WORKER_GRACE_SECONDS", 25)
 # Readings dated more than this before their account was created are refused
 # (`too_old`): a device's buffer, not years of history (README, Faults and limits).
 METERLINE_READING_MAX_AGE_DAYS = env_int("METERLINE_READING_MAX_AGE_DAYS", 35)
+# Fault injection for the tests only: "crash-after-commit" makes a rating worker exit
+# between the commit of a batch that decided credit-control events and telling them.
+METERLINE_FAULT = env_str("METERLINE_FAULT", "")
 # Webhooks may go to http:// and private addresses (tests, local setups; CONTRACT.md 7).
 METERLINE_WEBHOOK_ALLOW_PRIVATE = env_bool("METERLINE_WEBHOOK_ALLOW_PRIVATE", default=False)
+# Webhook deliveries (webhooks/): the waits after each failed attempt (then given up), the
+# timeout of one POST, events failed in a row that disable an endpoint, the Celery worker's
+# delivery threads, and whether a commit wakes the worker at once (off: the sweeper only).
+METERLINE_WEBHOOK_RETRY_SECONDS = [
+    int(seconds)
+    for seconds in env_list("METERLINE_WEBHOOK_RETRY_SECONDS", "5,60,300,1800,7200,28800,86400")
+]
+METERLINE_WEBHOOK_TIMEOUT_SECONDS = env_int("METERLINE_WEBHOOK_TIMEOUT_SECONDS", 10)
+METERLINE_WEBHOOK_DISABLE_AFTER = env_int("METERLINE_WEBHOOK_DISABLE_AFTER", 5)
+METERLINE_WEBHOOK_THREADS = env_int("METERLINE_WEBHOOK_THREADS", 16)
+METERLINE_WEBHOOK_WAKE = env_bool("METERLINE_WEBHOOK_WAKE", default=True)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["billing.auth.OperatorKeyAuthentication"],
@@ -200,6 +223,7 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "MeterKindEnum": "metering.api.serializers.METER_KINDS",
         "InvoiceLineKindEnum": "billing.api.serializers.INVOICE_LINE_KINDS",
+        "EventTypeEnum": "webhooks.api.serializers.EVENT_TYPES",
     },
 }
 

@@ -9,6 +9,7 @@ raising: an exception would end runworker and drop every message it holds.
 """
 
 import logging
+import os
 import time
 from collections import defaultdict
 from typing import Any
@@ -16,8 +17,11 @@ from typing import Any
 from asgiref.sync import async_to_sync
 from channels.consumer import SyncConsumer
 from channels.layers import get_channel_layer
+from django.conf import settings
 
+from billing.credit_events import outbox_publish
 from billing.events import events_publish
+from billing.models import Event
 from metering.rating import FrameIn, RatingResult, frames_rate
 from project.metrics import LAYER_SEND_ERRORS, RATING_BATCH_READINGS, RATING_BATCH_SECONDS
 from protocol import ReadingIn
@@ -35,21 +39,24 @@ class RatingConsumer(SyncConsumer):
         batch = message.get("batch")
         started = time.perf_counter()
         try:
-            answers, events = _rate(frames)
+            answers, events, outbox = _rate(frames)
         except Exception:
             logger.exception(
                 "rating a batch of %d frames failed; rating them alone",
                 len(frames),
                 extra={"batch": batch},
             )
-            answers, events = _rate_one_by_one(frames)
+            answers, events, outbox = _rate_one_by_one(frames)
         RATING_BATCH_SECONDS.observe(time.perf_counter() - started)
         RATING_BATCH_READINGS.observe(sum(len(frame.get("readings", ())) for frame in frames))
+        if outbox and settings.METERLINE_FAULT == "crash-after-commit":
+            os._exit(137)  # fault injection (tests): as if SIGKILLed between commit and telling
         self._reply(
             message.get("reply_to"),
             {"type": "rating.answers", "batch": batch, "answers": answers},
         )
         events_publish(events)  # committed and answered: now the dashboards
+        outbox_publish(outbox)  # alerts, cut-offs: the sweeper tells what a crash leaves
 
     def _reply(self, reply_to: str | None, message: dict) -> None:
         if not reply_to:
@@ -64,26 +71,30 @@ class RatingConsumer(SyncConsumer):
             )
 
 
-def _rate(frames: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, list]]:
-    """Rate frames in wire form in one transaction: their answers in order, and the
-    dashboard events it committed, by account."""
+Rated = tuple[list[dict[str, Any]], dict[str, list], list[Event]]
+
+
+def _rate(frames: list[dict[str, Any]]) -> Rated:
+    """Rate frames in wire form in one transaction: their answers in order, the
+    dashboard events it committed, by account, and its outbox events."""
     parsed = [
         FrameIn(frame["meter"], [ReadingIn.from_wire(reading) for reading in frame["readings"]])
         for frame in frames
     ]
     batch = frames_rate(parsed)
     answers = [_answer(f["key"], result) for f, result in zip(frames, batch.frames, strict=True)]
-    return answers, batch.events
+    return answers, batch.events, batch.outbox
 
 
-def _rate_one_by_one(frames: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, list]]:
+def _rate_one_by_one(frames: list[dict[str, Any]]) -> Rated:
     """Each frame in a transaction of its own, so that one bad frame cannot hold up
     the rest of its batch; a frame that fails alone is answered busy."""
     answers: list[dict[str, Any]] = []
     events: dict[str, list] = defaultdict(list)
+    outbox: list[Event] = []
     for frame in frames:
         try:
-            answered, frame_events = _rate([frame])
+            answered, frame_events, frame_outbox = _rate([frame])
         except Exception:
             logger.exception(
                 "rating a frame of meter %s failed; answering busy",
@@ -93,9 +104,10 @@ def _rate_one_by_one(frames: list[dict[str, Any]]) -> tuple[list[dict[str, Any]]
             answers.append({"key": frame.get("key"), "busy": True})
             continue
         answers += answered
+        outbox += frame_outbox
         for account_id, account_events in frame_events.items():
             events[account_id] += account_events
-    return answers, events
+    return answers, events, outbox
 
 
 def _answer(key: int, result: RatingResult) -> dict[str, Any]:

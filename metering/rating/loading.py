@@ -15,7 +15,8 @@ from datetime import datetime
 
 from django.utils import timezone
 
-from billing.models import Account, MeterPeriodUsage, Tariff
+from billing.credit import AlertRule, Totals, Watch
+from billing.models import Account, Alert, MeterPeriodUsage, Tariff
 from billing.periods import period_bounds
 from billing.pricing import PricingModel
 from billing.tariffs import assignment_at, pricing_model
@@ -70,9 +71,18 @@ class Loaded:
     recorded: set[tuple[str, str]]  # grows as the batch records readings
     tariffs: dict[str, TariffHistory]
     periods: PeriodUsages = field(default_factory=lambda: PeriodUsages({}))
+    # Each account's totals over all its meters before the batch, by (account, period start).
+    totals: dict[tuple[str, datetime], Totals] = field(default_factory=dict)
+    # Credit control: a watch per account with a balance or alerts, and their alert rows.
+    watches: dict[str, Watch] = field(default_factory=dict)
+    alerts: dict[str, Alert] = field(default_factory=dict)
     _placed: dict[tuple[str, datetime], tuple[datetime, datetime, bool]] = field(
         default_factory=dict
     )
+
+    def accounts(self) -> dict[str, Account]:
+        """The batch's locked accounts, by id."""
+        return {meter.account_id: meter.account for meter in self.meters.values()}
 
     def period_of(self, account: Account, reading: ReadingIn) -> tuple[datetime, datetime, bool]:
         """The period a reading is charged in (one dated in an invoiced period: the open
@@ -106,6 +116,10 @@ def batch_load(frames: Sequence[FrameIn]) -> Loaded:
         for reading in frame.readings
     }
     loaded.periods = PeriodUsages(period_rows(placed))
+    loaded.totals = account_totals({(meters[m].account_id, start) for m, start, _ in placed})
+    accounts = loaded.accounts()
+    loaded.alerts = alerts_of([a for a in accounts.values() if a.has_alerts])
+    loaded.watches = credit_watches(accounts.values(), loaded.totals, loaded.alerts.values())
     return loaded
 
 
@@ -150,3 +164,54 @@ def period_rows(
         period_start__in={start for _, start, _ in periods},
     )
     return {(row.meter_id, row.period_start): row for row in rows}
+
+
+def account_totals(periods: set[tuple[str, datetime]]) -> dict[tuple[str, datetime], Totals]:
+    """Each account's amount and usage over all its meters in each period, as committed."""
+    totals = {key: Totals() for key in periods}
+    rows = MeterPeriodUsage.objects.filter(
+        account_id__in={account for account, _ in periods},
+        period_start__in={start for _, start in periods},
+    ).values_list("account_id", "period_start", "amount", "usage")
+    # Summed here, not in SQL: SQLite would sum the text of exact decimals as floats.
+    for account_id, start, amount, usage in rows:
+        if (account_id, start) in totals:
+            totals[account_id, start].amount += amount
+            totals[account_id, start].usage += usage
+    return totals
+
+
+def alerts_of(accounts: Sequence[Account]) -> dict[str, Alert]:
+    if not accounts:
+        return {}
+    return {alert.id: alert for alert in Alert.objects.filter(account__in=accounts)}
+
+
+def credit_watches(
+    accounts, totals: dict[tuple[str, datetime], Totals], alerts
+) -> dict[str, Watch]:
+    """A credit-control watch (billing/credit.py) for each account with a balance or alerts."""
+    watches = {
+        account.id: Watch(
+            balance=account.balance if account.credit_since else None,
+            cutoff_at=account.cutoff_at,
+            cut_off=account.cut_off,
+        )
+        for account in accounts
+        if account.credit_since or account.has_alerts
+    }
+    for (account_id, start), total in totals.items():
+        if account_id in watches:
+            watches[account_id].account_totals[start] = Totals(total.amount, total.usage)
+    for alert in alerts:
+        watches[alert.account_id].alerts.append(
+            AlertRule(
+                id=alert.id,
+                kind=alert.kind,
+                threshold=alert.threshold,
+                meter_id=alert.meter_id,
+                fired_period_start=alert.fired_period_start,
+                armed=alert.armed,
+            )
+        )
+    return watches

@@ -19,7 +19,10 @@ from zoneinfo import ZoneInfo
 from django.conf import settings
 from django.db import transaction
 
+from billing.credit import Totals
+from billing.credit_events import alerts_counted, outbox_publish
 from billing.events import events_publish
+from billing.models import Event
 from billing.pricing import EXACT, round6
 from metering.models import Meter
 from metering.rating.loading import FrameIn, Loaded, batch_load
@@ -29,7 +32,7 @@ from metering.rating.step import (
     reading_usage,
     register_advance,
 )
-from metering.rating.writing import Rows, events_number, rows_write
+from metering.rating.writing import Rows, credit_write, events_number, rows_write
 from project.metrics import readings_rated
 from protocol import ReadingError, ReadingIn
 
@@ -49,12 +52,14 @@ class RatingResult:
 class BatchResult:
     frames: list[RatingResult]  # one per frame, in order
     events: dict[str, list[dict[str, Any]]]  # account id -> dashboard events, once committed
+    outbox: list[Event] = field(default_factory=list)  # credit control's, to tell once committed
 
 
 def frames_rate(frames: Sequence[FrameIn]) -> BatchResult:
     """Rate frames of any meters and accounts in one transaction. Safe to call twice.
 
-    The caller publishes `events` once the transaction has committed.
+    The caller publishes `events`, then tells `outbox` (billing/credit_events.py), once
+    the transaction has committed.
     """
     results = [RatingResult() for _ in frames]
     with transaction.atomic():
@@ -64,7 +69,9 @@ def frames_rate(frames: Sequence[FrameIn]) -> BatchResult:
             for frame, result in zip(frames, results, strict=True):
                 _frame_rate(loaded, rows, frame, result)
         rows_write(loaded, rows)
+        outbox = credit_write(loaded)
         events = events_number(loaded, rows)
+        transaction.on_commit(partial(alerts_counted, outbox), robust=True)
         # Counted at commit: a batch rolled back counts nothing, a resend counts as duplicate.
         transaction.on_commit(
             partial(
@@ -75,7 +82,7 @@ def frames_rate(frames: Sequence[FrameIn]) -> BatchResult:
             ),
             robust=True,
         )
-    return BatchResult(frames=results, events=events)
+    return BatchResult(frames=results, events=events, outbox=outbox)
 
 
 def readings_rate(*, meter_id: str, readings: Sequence[ReadingIn]) -> RatingResult:
@@ -83,6 +90,7 @@ def readings_rate(*, meter_id: str, readings: Sequence[ReadingIn]) -> RatingResu
     (HTTP ingest rates inline, in its request)."""
     batch = frames_rate([FrameIn(meter_id, readings)])
     transaction.on_commit(partial(events_publish, batch.events), robust=True)
+    transaction.on_commit(partial(outbox_publish, batch.outbox), robust=True)
     return batch.frames[0]
 
 
@@ -123,5 +131,10 @@ def _reading_rate(
     loaded.recorded.add((meter.id, reading.id))
     period.usage, period.exact_amount = rated.usage_after, rated.exact_after
     period.amount = round6(rated.exact_after)  # = the sum of the period's charges
+    if (watch := loaded.watches.get(meter.account_id)) is not None:
+        after = Totals(period.amount, period.usage)
+        watch.charged(
+            meter_id=meter.id, period_start=start, amount=rated.amount, usage=usage, meter=after
+        )
     placed = (tariff, start, late)
     rows.add(meter, reading, usage=usage, rated=rated, placed=placed, now=loaded.now)

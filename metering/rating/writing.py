@@ -8,7 +8,8 @@ from decimal import Decimal
 from typing import Any
 
 from billing.bulk import rows_insert, rows_update
-from billing.models import Charge, MeterPeriodUsage
+from billing.credit_events import alert_event, balance_event
+from billing.models import Charge, Event, MeterPeriodUsage
 from billing.money import format_amount
 from billing.pricing import Rated, RatedLine
 from metering.dashboard import Charged, charge_event
@@ -74,42 +75,60 @@ def rows_write(loaded: Loaded, rows: Rows) -> None:
 
 def events_number(loaded: Loaded, rows: Rows) -> dict[str, list[dict[str, Any]]]:
     """One dashboard event per meter and period, numbered in the account's commit order
-    (the account lock orders the commits); saves each account's new event number."""
-    if not rows.charged:
-        return {}
-    totals = _account_totals({(a, start) for a, _, start in rows.charged})
-    accounts = {meter.account_id: meter.account for meter in loaded.meters.values()}
+    (the account lock orders the commits), with the account's totals after the batch;
+    saves each account's new event number and credit state (credit_write)."""
+    accounts = loaded.accounts()
+    totals = {key: total.amount for key, total in loaded.totals.items()}
+    for (account_id, _, start), charges in rows.charged.items():
+        totals[account_id, start] += sum((charge.amount for charge in charges), Decimal(0))
     events: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for (account_id, meter_id, start), charges in rows.charged.items():
         account = accounts[account_id]
         account.event_seq += 1
-        events[account_id].append(
-            charge_event(
-                account_id=account_id,
-                meter_id=meter_id,
-                charges=charges,
-                period=loaded.periods.rows[meter_id, start],
-                period_total=totals[account_id, start],
-                rated_at=loaded.now,
-                seq=account.event_seq,
-            )
+        event = charge_event(
+            account_id=account_id,
+            meter_id=meter_id,
+            charges=charges,
+            period=loaded.periods.rows[meter_id, start],
+            period_total=totals[account_id, start],
+            rated_at=loaded.now,
+            seq=account.event_seq,
         )
-    rows_update([accounts[account_id] for account_id in events], ["event_seq"])
+        if (watch := loaded.watches.get(account_id)) and watch.balance is not None:
+            event["balance"] = format_amount(watch.balance)
+        events[account_id].append(event)
+    changed = set(events) | set(loaded.watches)
+    rows_update([accounts[a] for a in sorted(changed)], ["event_seq", "consumed", "cut_off"])
     return dict(events)
 
 
-def _account_totals(periods: set[tuple[str, datetime]]) -> dict[tuple[str, datetime], Decimal]:
-    """Each account's amount over all its meters in each period, as now written."""
-    totals = {key: Decimal(0) for key in periods}
-    rows = MeterPeriodUsage.objects.filter(
-        account_id__in={account for account, _ in periods},
-        period_start__in={start for _, start in periods},
-    ).values_list("account_id", "period_start", "amount")
-    # Summed here, not in SQL: SQLite would sum the text of exact decimals as floats.
-    for account_id, start, amount in rows:
-        if (account_id, start) in totals:
-            totals[account_id, start] += amount
-    return totals
+def credit_write(loaded: Loaded) -> list[Event]:
+    """What the batch's credit watches decided (billing/credit.py), written: each
+    account's consumed and cut-off (saved by events_number), the alerts that fired,
+    and the outbox events."""
+    accounts = loaded.accounts()
+    events: list[Event] = []
+    fired_alerts = []
+    for account_id, watch in loaded.watches.items():
+        account = accounts[account_id]
+        account.consumed += watch.consumed
+        account.cut_off = watch.cut_off
+        for fired in watch.fired:
+            alert = loaded.alerts[fired.alert.id]
+            alert.fired_period_start, alert.armed = (
+                fired.alert.fired_period_start,
+                fired.alert.armed,
+            )
+            alert.last_fired_at = loaded.now
+            fired_alerts.append(alert)
+            events.append(alert_event(account_id=account_id, fired=fired, at=loaded.now))
+        if watch.cut_off_now:
+            depleted = balance_event(
+                account_id=account_id, depleted=True, balance=watch.cut_off_balance, at=loaded.now
+            )
+            events.append(depleted)
+    rows_update(fired_alerts, ["fired_period_start", "armed", "last_fired_at"])
+    return Event.objects.bulk_create(events) if events else []
 
 
 def _line_out(line: RatedLine) -> dict[str, str | None]:

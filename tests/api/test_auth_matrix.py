@@ -12,7 +12,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from billing.keys import secret_hash
-from billing.models import Account, DashboardKey, Invoice, OperatorKey, Tariff
+from billing.models import Account, Alert, Credit, DashboardKey, Invoice, OperatorKey, Tariff
 from metering.models import Meter, MeterTariff
 from tests.factories import (
     make_account,
@@ -60,6 +60,15 @@ ENDPOINTS = {
     "meter detail": Endpoint("get", "/api/v1/meters/{meter}/"),
     "meter update": Endpoint("patch", "/api/v1/meters/{meter}/", {"active": False}),
     "meter rotate token": Endpoint("post", "/api/v1/meters/{meter}/rotate-token/"),
+    "credit": Endpoint(
+        "post", "/api/v1/accounts/{account}/credits/", {"amount": "5", "idempotency_key": "k"}
+    ),
+    "balance": Endpoint("get", "/api/v1/accounts/{account}/balance/"),
+    "account update": Endpoint("patch", "/api/v1/accounts/{account}/", {"cutoff_at": "0"}),
+    "alert create": Endpoint(
+        "post", "/api/v1/accounts/{account}/alerts/", {"kind": "spend_above", "threshold": "1"}
+    ),
+    "alert list": Endpoint("get", "/api/v1/accounts/{account}/alerts/"),
     "metrics": Endpoint("get", "/metrics"),
 }
 PUBLIC = {
@@ -136,6 +145,9 @@ def state(meter: Meter) -> tuple:
         DashboardKey.objects.count(),
         DashboardKey.objects.filter(revoked_at__isnull=False).count(),
         Invoice.objects.count(),
+        Credit.objects.count(),
+        Alert.objects.count(),
+        Account.objects.filter(cutoff_at__isnull=False).count(),
         meter.token_hash,
         meter.active,
     )
@@ -191,6 +203,9 @@ def test_the_matrix_covers_every_route():
         "api/v1/accounts/<str:account_id>/usage/",
         "api/v1/accounts/<str:account_id>/charges/",
         "api/v1/accounts/<str:account_id>/close-period/",
+        "api/v1/accounts/<str:account_id>/credits/",
+        "api/v1/accounts/<str:account_id>/balance/",
+        "api/v1/accounts/<str:account_id>/alerts/",
         "api/v1/invoices/",
         "api/v1/invoices/<str:invoice_id>/",
         "api/v1/invoices/<str:invoice_id>/lines.csv",

@@ -109,7 +109,7 @@ def test_cut_off_at_the_crossing_charge_once():
     charge(w, "0.5")
     assert not w.cut_off_now
     charge(w, "0.5")
-    assert w.cut_off_now and w.balance == 0
+    assert w.cut_off_now and w.balance == 0 == w.cut_off_balance
     w.cut_off_now = False
     charge(w, "0.5")  # still cut off: not again
     assert not w.cut_off_now and w.balance == D("-0.5")
