@@ -71,21 +71,29 @@ def user_group(user_id: int) -> str:
 
 @dataclass(frozen=True)
 class ReadingIn:
-    """A checked reading. Exactly one of quantity (delta) and value (cumulative) is set."""
+    """A checked reading. Exactly one of quantity (delta) and value (cumulative) is set.
+
+    `baseline`: a register that only resets the meter's baseline and adds no usage
+    (an OCPP session's meterStart: the energy since the last session is not its own).
+    """
 
     id: str
     ts: datetime
     quantity: Decimal | None = None
     value: Decimal | None = None
+    baseline: bool = False
 
     def to_wire(self) -> dict[str, str | None]:
         """Strings only: msgpack, the channel layer's serializer, carries no Decimal or datetime."""
-        return {
+        wire = {
             "id": self.id,
             "ts": self.ts.isoformat(),
             "quantity": None if self.quantity is None else f"{self.quantity:f}",
             "value": None if self.value is None else f"{self.value:f}",
         }
+        if self.baseline:  # absent otherwise: device readings travel as before
+            wire["baseline"] = "1"
+        return wire
 
     @classmethod
     def from_wire(cls, data: Mapping[str, Any]) -> "ReadingIn":
@@ -95,6 +103,7 @@ class ReadingIn:
             ts=datetime.fromisoformat(data["ts"]),
             quantity=None if quantity is None else Decimal(quantity),
             value=None if value is None else Decimal(value),
+            baseline=data.get("baseline") == "1",
         )
 
 

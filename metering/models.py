@@ -1,18 +1,26 @@
-"""Meters, the tariffs assigned to them over time, and the readings they sent."""
+"""Meters, the tariffs assigned to them over time, and the readings they sent; for EV
+charge points (OCPP 1.6-J, metering/ocpp/) also the id tags drivers start with, the
+charging sessions and the connectors' last status."""
 
 from functools import partial
 
 from django.db import models
+from django.db.models.functions import Upper
+from django.utils import timezone
 
 from billing.fields import ExactDecimalField
 from billing.keys import new_id
-from billing.models import QUANTITY, Account, Tariff
+from billing.models import MONEY, QUANTITY, Account, Tariff
 
 
 class Meter(models.Model):
     class Kind(models.TextChoices):
         DELTA = "delta"
         CUMULATIVE = "cumulative"
+        # An EV charge point speaking OCPP 1.6-J at /ocpp/<charge_point_id>: its
+        # Energy.Active.Import.Register is a cumulative register, reset to each
+        # session's meterStart (metering/ocpp/readings.py).
+        OCPP = "ocpp"
 
     id = models.CharField(primary_key=True, max_length=32, default=partial(new_id, "mtr"))
     account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="meters")
@@ -30,6 +38,8 @@ class Meter(models.Model):
     # web process holding it (metering/presence.py: offline when that process dies).
     connection = models.CharField(max_length=200, blank=True, default="")
     connection_process = models.CharField(max_length=100, blank=True, default="")
+    # OCPP meters only (None otherwise): the identity it connects with, its HTTP Basic user.
+    charge_point_id = models.CharField(max_length=48, unique=True, null=True, blank=True)
 
     def __str__(self) -> str:
         return f"{self.name} ({self.id})"
@@ -72,3 +82,110 @@ class Reading(models.Model):
             # The idempotency key of the device protocol: never charged twice.
             models.UniqueConstraint(fields=["meter", "reading_id"], name="one_reading_per_id")
         ]
+
+
+# --- EV charge points (OCPP 1.6-J, CONTRACT.md section 8) ----------------------------
+
+
+class IdTag(models.Model):
+    """An RFID card or app token a driver authorizes with at the account's charge points."""
+
+    id = models.CharField(primary_key=True, max_length=32, default=partial(new_id, "tag"))
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="id_tags")
+    # OCPP's IdToken: printable ASCII, at most 20 characters, compared case-insensitively.
+    id_tag = models.CharField(max_length=20)
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(Upper("id_tag"), "account", name="one_id_tag_per_account")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.id_tag} ({self.account_id})"
+
+
+class ChargingSession(models.Model):
+    """One OCPP transaction: from StartTransaction to StopTransaction on a connector.
+
+    Its readings are the meter's readings whose ids start with `tx<transaction_id>-`
+    (metering/ocpp/readings.py); energy and amount are summed from their charges,
+    and kept here once the session is completed.
+    """
+
+    class Status(models.TextChoices):
+        ACTIVE = "active"
+        COMPLETED = "completed"
+
+    id = models.CharField(primary_key=True, max_length=32, default=partial(new_id, "chs"))
+    meter = models.ForeignKey(Meter, on_delete=models.PROTECT, related_name="charging_sessions")
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="charging_sessions")
+    # OCPP's transactionId: unique, positive, within a 32-bit integer as charge points keep it.
+    transaction_id = models.PositiveIntegerField(unique=True)
+    connector_id = models.PositiveIntegerField()
+    id_tag = models.CharField(max_length=20)
+    # What the id tag was at the start (Accepted, Blocked, Invalid). A tag the account
+    # does not know (Invalid) is not billed: nobody the account knows started it.
+    id_tag_status = models.CharField(max_length=16)
+    billed = models.BooleanField()
+    started_at = models.DateTimeField()
+    meter_start_wh = models.BigIntegerField()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    stopped_at = models.DateTimeField(null=True, blank=True)
+    meter_stop_wh = models.BigIntegerField(null=True, blank=True)
+    stop_reason = models.CharField(max_length=32, blank=True, default="")
+    # Summed from the session's charges when it completes (None while active).
+    energy_kwh = ExactDecimalField(null=True, blank=True, **QUANTITY)
+    amount = ExactDecimalField(null=True, blank=True, **MONEY)
+    # The last RemoteStopTransaction sent (an operator's stop or a cut-off) and the
+    # charge point's answer: Accepted, Rejected, or what went wrong.
+    remote_stop_requested_at = models.DateTimeField(null=True, blank=True)
+    remote_stop_status = models.CharField(max_length=64, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            # What identifies a StartTransaction: the same one resent after a reconnect
+            # finds this row, and gets its transactionId again.
+            models.UniqueConstraint(
+                fields=["meter", "connector_id", "id_tag", "started_at", "meter_start_wh"],
+                name="one_session_per_start",
+            )
+        ]
+        indexes = [
+            models.Index(fields=["account", "started_at"]),
+            models.Index(fields=["meter", "status"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"transaction {self.transaction_id} ({self.id})"
+
+
+class ConnectorStatus(models.Model):
+    """The last StatusNotification of a charge point's connector (0: the charge point)."""
+
+    meter = models.ForeignKey(Meter, on_delete=models.CASCADE, related_name="connector_statuses")
+    connector_id = models.PositiveIntegerField()
+    status = models.CharField(max_length=32)
+    error_code = models.CharField(max_length=32)
+    info = models.CharField(max_length=50, blank=True, default="")
+    at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["meter", "connector_id"], name="one_status_per_connector"
+            )
+        ]
+
+
+class UnknownTransactionMessage(models.Model):
+    """A MeterValues or StopTransaction for a transactionId Meterline never gave this charge
+    point (-1 included): kept for the operator, answered normally, charged nothing."""
+
+    meter = models.ForeignKey(Meter, on_delete=models.CASCADE, related_name="+")
+    transaction_id = models.BigIntegerField(null=True)  # None: beyond a 64-bit integer
+    action = models.CharField(max_length=32)
+    payload = models.JSONField()
+    received_at = models.DateTimeField(default=timezone.now)

@@ -19,8 +19,10 @@ class MeterIdentity:
 
 
 def meter_for_token(*, token: str) -> MeterIdentity | None:
+    # A charge point's password is good only at /ocpp/ (metering/ocpp/selectors.py).
     meter = (
         Meter.objects.filter(token_hash=secret_hash(token))
+        .exclude(kind=Meter.Kind.OCPP)
         .values("id", "account_id", "kind", "active")
         .first()
     )

@@ -5,12 +5,13 @@ through the meter's channel-layer group, after the change commits, so the
 device's reconnect already sees the new state.
 """
 
+import secrets
 from decimal import Decimal
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from billing.keys import new_secret, secret_hash
@@ -23,23 +24,58 @@ from protocol import CLOSE_FORBIDDEN, CLOSE_UNAUTHENTICATED, meter_group
 
 @transaction.atomic
 def meter_create(
-    *, account: Account, tariff: Tariff, name: str, kind: str, rollover_at: Decimal | None
+    *,
+    account: Account,
+    tariff: Tariff,
+    name: str,
+    kind: str,
+    rollover_at: Decimal | None,
+    charge_point_id: str | None = None,
 ) -> tuple[Meter, str]:
-    """A meter rated on `tariff` from now on; returns it and its device token, shown only once."""
+    """A meter rated on `tariff` from now on; returns it and its device token, shown only once.
+
+    An "ocpp" meter is an EV charge point: `charge_point_id` is the identity it connects
+    with, and its token the password of its HTTP Basic authentication.
+    """
     _check_currency(account=account, tariff=tariff)
     _check_billing_period(account=account, tariff=tariff, meter=None)
     if rollover_at is not None and kind != Meter.Kind.CUMULATIVE:
         raise ValidationError({"rollover_at": ["only a cumulative meter rolls over"]})
-    token = new_secret("mtk")
-    meter = Meter.objects.create(
-        account=account,
-        name=name,
-        kind=kind,
-        rollover_at=rollover_at,
-        token_hash=secret_hash(token),
-    )
+    _check_charge_point_id(kind=kind, charge_point_id=charge_point_id)
+    token = _new_token(kind)
+    try:
+        with transaction.atomic():
+            meter = Meter.objects.create(
+                account=account,
+                name=name,
+                kind=kind,
+                rollover_at=rollover_at,
+                charge_point_id=charge_point_id,
+                token_hash=secret_hash(token),
+            )
+    except IntegrityError:  # a request racing this one took the charge_point_id
+        taken = {"charge_point_id": ["another meter has this charge_point_id"]}
+        raise ValidationError(taken) from None
     MeterTariff.objects.create(meter=meter, tariff=tariff, effective_from=meter.created_at)
     return meter, token
+
+
+def _new_token(kind: str) -> str:
+    # A charge point keeps its password in AuthorizationKey, which OCPP's security
+    # profile 1 holds to 40 hexadecimal characters (20 bytes) at most.
+    return secrets.token_hex(20) if kind == Meter.Kind.OCPP else new_secret("mtk")
+
+
+def _check_charge_point_id(*, kind: str, charge_point_id: str | None) -> None:
+    if kind != Meter.Kind.OCPP:
+        if charge_point_id is not None:
+            raise ValidationError({"charge_point_id": ["only an ocpp meter has one"]})
+        return
+    if charge_point_id is None:
+        raise ValidationError({"charge_point_id": ["an ocpp meter needs one"]})
+    # Checked here for the answer; the unique index decides between racing requests.
+    if Meter.objects.filter(charge_point_id=charge_point_id).exists():
+        raise ValidationError({"charge_point_id": ["another meter has this charge_point_id"]})
 
 
 @transaction.atomic
@@ -78,7 +114,7 @@ def meter_update(
 @transaction.atomic
 def meter_token_rotate(*, meter: Meter) -> str:
     """A new device token for the meter; the old one stops working and its connections close."""
-    token = new_secret("mtk")
+    token = _new_token(meter.kind)
     Meter.objects.filter(pk=meter.pk).update(token_hash=secret_hash(token))
     _connections_close(meter_id=meter.id, code=CLOSE_UNAUTHENTICATED)
     return token

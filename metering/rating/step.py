@@ -28,8 +28,8 @@ def reading_usage(meter: Meter, reading: ReadingIn) -> Decimal:
     if meter.rollover_at is not None and value >= meter.rollover_at:
         detail = f"value must be below the meter's rollover_at {meter.rollover_at}"
         raise ReadingError(reading.id, "invalid_reading", detail)
-    if meter.last_value is None:
-        return Decimal(0)  # the first reading only sets the baseline
+    if meter.last_value is None or reading.baseline:
+        return Decimal(0)  # the first reading (or an OCPP meterStart) only sets the baseline
     if reading.ts < meter.last_ts:
         # Older than the latest register: its interval is already counted
         # in the increase up to that register, so it adds no usage.
@@ -76,9 +76,10 @@ def reading_age_check(reading: ReadingIn, *, oldest: datetime) -> None:
 
 
 def register_advance(meter: Meter, reading: ReadingIn) -> bool:
-    """A recorded cumulative reading newer than the register becomes the next baseline."""
+    """A recorded register reading (cumulative and OCPP meters) newer than the register
+    becomes the next baseline."""
     newer = meter.last_ts is None or reading.ts >= meter.last_ts
-    if meter.kind == Meter.Kind.CUMULATIVE and newer:
+    if meter.kind != Meter.Kind.DELTA and newer:
         meter.last_value, meter.last_ts = reading.value, reading.ts
         return True
     return False

@@ -13,7 +13,7 @@ from rest_framework.test import APIClient
 
 from billing.keys import secret_hash
 from billing.models import Account, Alert, Credit, DashboardKey, Invoice, OperatorKey, Tariff
-from metering.models import Meter, MeterTariff
+from metering.models import ChargingSession, IdTag, Meter, MeterTariff
 from tests.factories import (
     make_account,
     make_dashboard_key,
@@ -69,6 +69,13 @@ ENDPOINTS = {
         "post", "/api/v1/accounts/{account}/alerts/", {"kind": "spend_above", "threshold": "1"}
     ),
     "alert list": Endpoint("get", "/api/v1/accounts/{account}/alerts/"),
+    "id tag create": Endpoint("post", "/api/v1/accounts/{account}/id-tags/", {"id_tag": "T2"}),
+    "id tag list": Endpoint("get", "/api/v1/accounts/{account}/id-tags/"),
+    "id tag detail": Endpoint("get", "/api/v1/id-tags/{id_tag}/"),
+    "id tag update": Endpoint("patch", "/api/v1/id-tags/{id_tag}/", {"active": False}),
+    "charging sessions": Endpoint("get", "/api/v1/accounts/{account}/charging-sessions/"),
+    "charging session": Endpoint("get", "/api/v1/charging-sessions/{session}/"),
+    "charging session stop": Endpoint("post", "/api/v1/charging-sessions/{session}/stop/"),
     "metrics": Endpoint("get", "/metrics"),
 }
 PUBLIC = {
@@ -101,8 +108,11 @@ def world():
     control.credentials(HTTP_AUTHORIZATION=f"Bearer {operator_key}")
     invoice = control.post(f"/api/v1/accounts/{account.id}/close-period/").json()["id"]
     revocable = make_dashboard_key(account)
+    id_tag, session = _charging(account, tariff)
     return {
         "ids": {
+            "id_tag": id_tag.pk,
+            "session": session.pk,
             "account": account.id,
             "tariff": tariff.id,
             "meter": meter.id,
@@ -122,6 +132,24 @@ def world():
             "device token": f"Bearer {device_token}",
         },
     }
+
+
+def _charging(account, tariff) -> tuple[IdTag, ChargingSession]:
+    """An id tag, and an active session of a connected charge point (so it can be stopped)."""
+    charger, _ = make_meter(account, tariff, kind="ocpp")
+    Meter.objects.filter(pk=charger.pk).update(charge_point_id="CP-M", connection="specific.x")
+    session = ChargingSession.objects.create(
+        meter=charger,
+        account=account,
+        transaction_id=1,
+        connector_id=1,
+        id_tag="T1",
+        id_tag_status="Accepted",
+        billed=True,
+        started_at=timezone.now(),
+        meter_start_wh=0,
+    )
+    return IdTag.objects.create(account=account, id_tag="T1"), session
 
 
 def call(endpoint: Endpoint, ids: dict, authorization: str | None):
@@ -148,6 +176,8 @@ def state(meter: Meter) -> tuple:
         Credit.objects.count(),
         Alert.objects.count(),
         Account.objects.filter(cutoff_at__isnull=False).count(),
+        IdTag.objects.filter(active=True).count(),
+        ChargingSession.objects.filter(remote_stop_requested_at__isnull=False).count(),
         meter.token_hash,
         meter.active,
     )
@@ -215,6 +245,11 @@ def test_the_matrix_covers_every_route():
         "api/v1/meters/<str:meter_id>/",
         "api/v1/meters/<str:meter_id>/rotate-token/",
         "api/v1/meters/<str:meter_id>/readings/",  # below: device tokens
+        "api/v1/accounts/<str:account_id>/id-tags/",
+        "api/v1/id-tags/<str:tag_id>/",
+        "api/v1/accounts/<str:account_id>/charging-sessions/",
+        "api/v1/charging-sessions/<str:session_id>/",
+        "api/v1/charging-sessions/<str:session_id>/stop/",
         "api/schema/",
         "api/docs/",
         "healthz",

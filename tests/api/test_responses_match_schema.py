@@ -15,6 +15,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from tests.api.schema_check import check_answer, path_template, served_schema
+from tests.api.webhooks_walk import webhook_endpoints
 from tests.factories import make_operator_key
 
 pytestmark = pytest.mark.django_db
@@ -152,13 +153,54 @@ def credit_control(walk: Walk, account: str, meter: str) -> None:
     walk.send("get", f"{base}/alerts/", status=200)
 
 
+def charging(walk: Walk, account: str, tariff: str) -> None:
+    """Id tags, and the sessions of a charge point (started as its StartTransaction would)."""
+    from metering.models import Meter
+    from metering.ocpp.selectors import ChargePoint
+    from metering.ocpp.services import transaction_start
+
+    body = {"account": account, "tariff": tariff, "name": "CP", "kind": "ocpp"}
+    charger = walk.send("post", "/api/v1/meters/", {**body, "charge_point_id": "CP-W"}, status=201)
+    walk.send("post", "/api/v1/meters/", body, status=400)  # no charge_point_id
+    tags = f"/api/v1/accounts/{account}/id-tags/"
+    tag = walk.send("post", tags, {"id_tag": "04A2B3C4"}, status=201)
+    walk.send("post", tags, {"id_tag": "04a2b3c4"}, status=400)  # the same, case aside
+    walk.send("post", "/api/v1/accounts/acc_missing/id-tags/", {"id_tag": "x"}, status=404)
+    walk.send("get", tags, status=200)
+    walk.send("get", f"/api/v1/id-tags/{tag['id']}/", status=200)
+    walk.send("get", "/api/v1/id-tags/tag_missing/", status=404)
+    walk.send("patch", f"/api/v1/id-tags/{tag['id']}/", {"active": False}, status=200)
+    walk.send("patch", f"/api/v1/id-tags/{tag['id']}/", {"active": "maybe"}, status=400)
+    point = ChargePoint(charger["id"], account, "CP-W", True)
+    session = transaction_start(
+        charge_point=point,
+        connector_id=1,
+        id_tag="04A2B3C4",
+        meter_start_wh=1000,
+        started_at=timezone.now(),
+    )
+    sessions = f"/api/v1/accounts/{account}/charging-sessions/"
+    walk.send("get", sessions, status=200)
+    walk.send("get", f"{sessions}?status=over", status=400)
+    walk.send("get", "/api/v1/accounts/acc_missing/charging-sessions/", status=404)
+    walk.send("get", f"/api/v1/charging-sessions/{session.id}/", status=200)
+    walk.send("get", "/api/v1/charging-sessions/chs_missing/", status=404)
+    stop = f"/api/v1/charging-sessions/{session.id}/stop/"
+    walk.send("post", stop, status=409)  # its charge point is not connected
+    Meter.objects.filter(pk=charger["id"]).update(connection="specific.walk")
+    walk.send("post", stop, status=202)
+    walk.send("post", "/api/v1/charging-sessions/chs_missing/stop/", status=404)
+
+
 def test_every_operation_answers_as_the_schema_says(monkeypatch):
     walk = Walk()
     account, tariffs = accounts_and_tariffs(walk)
     made = meters(walk, account, tariffs)
+    charging(walk, account, tariffs["per_unit"])
     credit_control(walk, account, made["per_unit"]["id"])
     ingest_every_answer(walk, made, monkeypatch)
     bills(walk, account)
+    webhook_endpoints(walk, account)
 
     operations = {
         (method.upper(), template, int(status))
