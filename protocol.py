@@ -23,6 +23,14 @@ CLOSE_FINAL = frozenset({CLOSE_UNAUTHENTICATED, CLOSE_FORBIDDEN})
 # How long a device told `busy` waits before resending.
 BUSY_RETRY_MS = 500
 
+
+def cutoff_message(*, balance: str) -> dict[str, str]:
+    """Credit control's word to a device of an account whose balance ran out (section 6)."""
+    return {"type": "cutoff", "reason": "balance_exhausted", "balance": balance}
+
+
+RESTORE_MESSAGE = {"type": "restore"}
+
 # --- The channel layer -------------------------------------------------------------
 
 # The channel the rating workers serve (`manage.py runworker rating`).

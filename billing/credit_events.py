@@ -22,11 +22,9 @@ from billing.money import format_amount
 from billing.outbox import events_told, events_untold
 from billing.periods import isoformat
 from project.metrics import ALERTS_FIRED_BY_KIND, LAYER_GROUP_SEND_ERRORS
-from protocol import account_devices_group, account_group
+from protocol import account_devices_group, account_group, cutoff_message
 
 logger = logging.getLogger(__name__)
-
-CUTOFF_REASON = "balance_exhausted"
 
 
 def alert_event(*, account_id: str, fired: Fired, at: datetime) -> Event:
@@ -39,7 +37,7 @@ def alert_event(*, account_id: str, fired: Fired, at: datetime) -> Event:
             "account": account_id,
             "alert": alert.id,
             "kind": alert.kind,
-            "threshold": f"{alert.threshold:f}",
+            "threshold": f"{alert.threshold.normalize():f}",
             "value": f"{fired.value:f}",
             "meter": alert.meter_id,
             "period_start": isoformat(fired.period_start),
@@ -53,7 +51,7 @@ def balance_event(*, account_id: str, depleted: bool, balance: Decimal, at: date
     kind = Event.Type.BALANCE_DEPLETED if depleted else Event.Type.BALANCE_RESTORED
     data = {"account": account_id, "balance": format_amount(balance), "at": isoformat(at)}
     if depleted:
-        data["reason"] = CUTOFF_REASON
+        data["reason"] = cutoff_message(balance=data["balance"])["reason"]
     return Event(type=kind, account_id=account_id, created_at=at, data=data)
 
 

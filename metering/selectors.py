@@ -1,6 +1,7 @@
 """Reads of meter state: who is connecting, and who may watch a dashboard."""
 
 from dataclasses import dataclass
+from decimal import Decimal
 from enum import Enum
 
 from billing.keys import secret_hash
@@ -16,6 +17,8 @@ class MeterIdentity:
     account_id: str
     kind: str
     active: bool
+    cut_off: bool = False  # the account's (credit control: devices are told on connecting)
+    balance: Decimal = Decimal(0)
 
 
 def meter_for_token(*, token: str) -> MeterIdentity | None:
@@ -23,10 +26,22 @@ def meter_for_token(*, token: str) -> MeterIdentity | None:
     meter = (
         Meter.objects.filter(token_hash=secret_hash(token))
         .exclude(kind=Meter.Kind.OCPP)
-        .values("id", "account_id", "kind", "active")
+        .values(
+            "id",
+            "account_id",
+            "kind",
+            "active",
+            "account__cut_off",
+            "account__credited",
+            "account__consumed",
+        )
         .first()
     )
-    return MeterIdentity(**meter) if meter else None
+    if meter is None:
+        return None
+    credited, consumed = meter.pop("account__credited"), meter.pop("account__consumed")
+    cut_off = meter.pop("account__cut_off")
+    return MeterIdentity(**meter, cut_off=cut_off, balance=credited - consumed)
 
 
 class Access(Enum):

@@ -12,7 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from billing.api.errors import ERRORS, NOT_FOUND
-from billing.api.fields import AmountField, DecimalStringField, TimestampField
+from billing.api.fields import AmountField, DecimalOutField, DecimalStringField, TimestampField
 from billing.api.serializers import money_field
 from billing.credit import KINDS
 from billing.credit_services import alert_create, credit_add
@@ -69,7 +69,7 @@ class AlertOut(serializers.Serializer):
     id = serializers.CharField()
     account = serializers.CharField(source="account_id")
     kind = serializers.CharField()
-    threshold = serializers.CharField()
+    threshold = DecimalOutField()
     meter = serializers.CharField(source="meter_id", allow_null=True)
     created_at = TimestampField()
     last_fired_at = TimestampField(allow_null=True)

@@ -13,6 +13,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.utils import timezone
 
+from billing.money import format_amount
 from metering.batching import frame_batcher
 from metering.connections import meter_connection_close, meter_connection_open
 from metering.consumers.common import (
@@ -39,8 +40,11 @@ from protocol import (
     CLOSE_REPLACED,
     CLOSE_TOO_MANY,
     CLOSE_UNAUTHENTICATED,
+    RESTORE_MESSAGE,
     ReadingError,
+    account_devices_group,
     account_group,
+    cutoff_message,
     errors_message,
     meter_group,
 )
@@ -50,7 +54,7 @@ logger = logging.getLogger(__name__)
 
 class DeviceConsumer(ConnectionGauge, HotPathDispatch, AsyncWebsocketConsumer):
     gauge = DEVICE_CONNECTIONS
-    no_database = frozenset({"websocket.receive"})
+    no_database = frozenset({"websocket.receive", "account.cutoff", "account.restore"})
     meter = None
 
     def __init__(self, *args, **kwargs):
@@ -75,12 +79,15 @@ class DeviceConsumer(ConnectionGauge, HotPathDispatch, AsyncWebsocketConsumer):
         if not meter.active:
             await self.close(code=CLOSE_FORBIDDEN)
             return
-        await self.channel_layer.group_add(meter_group(meter.id), self.channel_name)
-        # A rotation or deactivation between the lookup and joining the group
-        # sent its close message before we could hear it: look again.
+        groups = (meter_group(meter.id), account_devices_group(meter.account_id))
+        for group in groups:
+            await self.channel_layer.group_add(group, self.channel_name)
+        # A rotation, deactivation or cut-off between the lookup and joining the groups
+        # sent its message before we could hear it: look again.
         again = await database_sync_to_async(meter_for_token)(token=token)
         if again is None or not again.active:
-            await self.channel_layer.group_discard(meter_group(meter.id), self.channel_name)
+            for group in groups:
+                await self.channel_layer.group_discard(group, self.channel_name)
             await self.close(code=CLOSE_UNAUTHENTICATED if again is None else CLOSE_FORBIDDEN)
             return
         self.meter = meter
@@ -93,12 +100,15 @@ class DeviceConsumer(ConnectionGauge, HotPathDispatch, AsyncWebsocketConsumer):
             # reconnects after a network drop replaces its half-open socket).
             await self._tell(previous, {"type": "meter.replaced"})
         await self._publish_status(online=True)
+        if again.cut_off:  # told again on every connect while the account is cut off
+            await self._send(cutoff_message(balance=format_amount(again.balance)))
 
     async def disconnect(self, code):
         meter, self.meter = self.meter, None
         if meter is None:
             return
-        await self.channel_layer.group_discard(meter_group(meter.id), self.channel_name)
+        for group in (meter_group(meter.id), account_devices_group(meter.account_id)):
+            await self.channel_layer.group_discard(group, self.channel_name)
         went_offline = await database_sync_to_async(meter_connection_close)(
             meter_id=meter.id, channel_name=self.channel_name
         )
@@ -179,6 +189,15 @@ class DeviceConsumer(ConnectionGauge, HotPathDispatch, AsyncWebsocketConsumer):
 
     async def meter_close(self, message):
         await self.close(code=message["code"])
+
+    async def account_cutoff(self, message):
+        """Credit control: the account's balance ran out (a charge of any of its meters)."""
+        if self.meter is not None:
+            await self._send(cutoff_message(balance=message["balance"]))
+
+    async def account_restore(self, message):
+        if self.meter is not None:
+            await self._send(RESTORE_MESSAGE)
 
     async def meter_replaced(self, message):
         await self.close(code=CLOSE_REPLACED)
