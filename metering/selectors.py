@@ -8,7 +8,14 @@ from billing.keys import secret_hash
 from billing.models import Account, DashboardKey, OperatorKey
 from billing.selectors import account_user_allowed
 from metering.models import Meter
-from protocol import CLOSE_FORBIDDEN, CLOSE_NO_ACCOUNT, CLOSE_UNAUTHENTICATED
+from protocol import (
+    CLOSE_FORBIDDEN,
+    CLOSE_NO_ACCOUNT,
+    CLOSE_UNAUTHENTICATED,
+    dashboard_key_group,
+    operator_key_group,
+    user_group,
+)
 
 
 @dataclass(frozen=True)
@@ -51,41 +58,57 @@ class Access(Enum):
     NO_ACCOUNT = CLOSE_NO_ACCOUNT
 
 
-def dashboard_access(*, account_id: str, token: str | None, in_url: bool) -> Access:
+@dataclass(frozen=True)
+class Grant:
+    """What a dashboard's credentials come to. Allowed, `credential` names the channel-layer
+    group of the credential it came with (protocol.py), where a revocation is told; the
+    connections per credential are counted by it too."""
+
+    access: Access
+    credential: str | None = None
+
+
+def dashboard_access(*, account_id: str, token: str | None, in_url: bool) -> Grant:
     """Whether `token` (an operator key or the account's dashboard key) may watch the account.
 
     A token that came in the URL (`?token=`) may only be a dashboard key: URLs end up in
     proxy logs and browser histories, where an operator key must never be.
     """
     if not token:
-        return Access.NO_CREDENTIALS
+        return Grant(Access.NO_CREDENTIALS)
     digest = secret_hash(token)
-    operator = not in_url and (
-        OperatorKey.objects.filter(key_hash=digest, revoked_at__isnull=True).exists()
-    )
-    key_account = (
+    operator = None
+    if not in_url:
+        operator = (
+            OperatorKey.objects.filter(key_hash=digest, revoked_at__isnull=True)
+            .values_list("pk", flat=True)
+            .first()
+        )
+    key = (
         DashboardKey.objects.filter(key_hash=digest, revoked_at__isnull=True)
-        .values_list("account_id", flat=True)
+        .values_list("pk", "account_id")
         .first()
     )
-    if not operator and key_account is None:
-        return Access.NO_CREDENTIALS
+    if operator is None and key is None:
+        return Grant(Access.NO_CREDENTIALS)
     if not Account.objects.filter(pk=account_id).exists():
-        return Access.NO_ACCOUNT
-    if operator or key_account == account_id:
-        return Access.ALLOWED
-    return Access.NOT_ALLOWED
+        return Grant(Access.NO_ACCOUNT)
+    if operator is not None:
+        return Grant(Access.ALLOWED, operator_key_group(operator))
+    if key[1] == account_id:
+        return Grant(Access.ALLOWED, dashboard_key_group(key[0]))
+    return Grant(Access.NOT_ALLOWED)
 
 
-def dashboard_session_access(*, account_id: str, user) -> Access:
+def dashboard_session_access(*, account_id: str, user) -> Grant:
     """Whether a user signed in with a Django session may watch the account."""
     if user is None or not user.is_authenticated:
-        return Access.NO_CREDENTIALS
+        return Grant(Access.NO_CREDENTIALS)
     if not Account.objects.filter(pk=account_id).exists():
-        return Access.NO_ACCOUNT
+        return Grant(Access.NO_ACCOUNT)
     if account_user_allowed(user=user, account_id=account_id):
-        return Access.ALLOWED
-    return Access.NOT_ALLOWED
+        return Grant(Access.ALLOWED, user_group(user.pk))
+    return Grant(Access.NOT_ALLOWED)
 
 
 def account_event_seq(*, account_id: str) -> int:
