@@ -1,4 +1,5 @@
-"""Django admin over accounts, tariffs, operator keys, charges, running usage and invoices.
+"""Django admin over accounts, tariffs, operator keys, credits, alerts, charges, running usage
+and invoices.
 
 Rows that carry money or usage (charges, period usage, invoices) are shown,
 never added, changed or deleted here: they change only through the rating
@@ -14,10 +15,14 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from billing.account_services import operator_keys_revoke
+from billing.credit_services import credit_add
+from billing.keys import new_id
 from billing.models import (
     Account,
     AccountMember,
+    Alert,
     Charge,
+    Credit,
     Invoice,
     InvoiceLine,
     MeterPeriodUsage,
@@ -52,19 +57,76 @@ class CreatedThroughApiMixin:
 @admin.register(Account)
 class AccountAdmin(CreatedThroughApiMixin, admin.ModelAdmin):
     list_display = ["id", "name", "currency", "timezone", "billing_period", "closed_until"]
-    list_filter = ["currency", "billing_period", "created_at"]
+    list_filter = ["currency", "billing_period", "cut_off", "created_at"]
     search_fields = ["=id", "name"]
     date_hierarchy = "created_at"
-    fields = ["id", "name", "currency", "timezone", "billing_period", "closed_until", "created_at"]
-    # Only the name: the rest decides how charges are priced and periods fall.
-    readonly_fields = [
+    fields = [
         "id",
+        "name",
         "currency",
         "timezone",
         "billing_period",
         "closed_until",
         "created_at",
+        "credited",
+        "consumed",
+        "cutoff_at",
+        "cut_off",
     ]
+    # Only the name: the rest decides how charges are priced and periods fall, or is kept
+    # by credit control (the cut-off line through the API, which cuts off or restores).
+    readonly_fields = [field for field in fields if field != "name"]
+
+
+@admin.register(Credit)
+class CreditAdmin(admin.ModelAdmin):
+    """The credit ledger. An operator may credit an account here (through the same service
+    as the API, so the balance, a cut-off and balance alerts follow); an entry once made
+    never changes."""
+
+    list_display = ["id", "account", "amount", "balance_after", "description", "created_at"]
+    list_filter = ["created_at"]
+    search_fields = ["=id", "=account__id", "idempotency_key"]
+    list_select_related = ["account"]
+    raw_id_fields = ["account"]
+    date_hierarchy = "created_at"
+    fields = ["account", "amount", "description"]
+    readonly_fields: list[str] = []
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        if obj is None:
+            return []
+        return ["id", "account", "amount", "description", "idempotency_key", "balance_after"]
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return self.fields if obj is None else self.get_readonly_fields(request, obj)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return obj is None and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def save_model(self, request: HttpRequest, obj: Credit, form: Any, change: bool) -> None:
+        outcome = credit_add(
+            account_id=obj.account_id,
+            amount=obj.amount,
+            description=obj.description,
+            idempotency_key=new_id("admin"),
+        )
+        obj.pk, obj.balance_after = outcome.credit.pk, outcome.credit.balance_after
+
+
+@admin.register(Alert)
+class AlertAdmin(CreatedThroughApiMixin, admin.ModelAdmin):
+    """Alerts, made through the API; when each last fired."""
+
+    list_display = ["id", "account", "kind", "threshold", "meter", "last_fired_at", "armed"]
+    list_filter = ["kind", "last_fired_at"]
+    search_fields = ["=id", "=account__id"]
+    list_select_related = ["account", "meter"]
+    fields = ["id", "account", "kind", "threshold", "meter", "created_at", "last_fired_at"]
+    readonly_fields = fields
 
 
 @admin.register(AccountMember)
