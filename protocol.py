@@ -15,7 +15,9 @@ CLOSE_UNAUTHENTICATED = 4401  # no, wrong or revoked credentials
 CLOSE_FORBIDDEN = 4403  # a disabled meter; not allowed on this account
 CLOSE_NO_ACCOUNT = 4404
 CLOSE_REPLACED = 4409  # a newer connection of the same meter took over (Meterline's)
-CLOSE_TOO_MANY = 4429  # too many refused frames: the connection spent its budget (Meterline's)
+# Too many refused frames: the connection spent its budget (Meterline's). Not final:
+# the device may come back, later (clients/device.py waits its longest backoff).
+CLOSE_TOO_MANY = 4429
 CLOSE_SERVICE_RESTART = 1012  # the web process is stopping: reconnect at once
 # After these a device must not reconnect with the same token: it cannot help.
 CLOSE_FINAL = frozenset({CLOSE_UNAUTHENTICATED, CLOSE_FORBIDDEN})
@@ -127,7 +129,7 @@ class ReadingError(Exception):
         return {"type": "error", "id": self.id, "code": self.code, "detail": self.detail}
 
     def to_item(self) -> dict[str, str | None]:
-        """As one of the `errors` of a frame's error message (errors_message) or of HTTP ingest."""
+        """As one of the `errors` of a frame's error message (errors_message)."""
         return {"id": self.id, "code": self.code, "detail": self.detail}
 
 
