@@ -157,6 +157,9 @@ METERLINE_MAX_WAITING_READINGS = env_int("METERLINE_MAX_WAITING_READINGS", 20_00
 # Frames with refused readings a device connection may send in a burst, refilled at this
 # many a minute; the one beyond is answered, then the connection closed with 4429.
 METERLINE_INVALID_FRAMES_PER_MINUTE = env_int("METERLINE_INVALID_FRAMES_PER_MINUTE", 60)
+# Dashboards one credential (a dashboard key, an operator key, a signed-in user) may have
+# open in one web process; the one beyond is closed with 4429.
+METERLINE_MAX_DASHBOARDS_PER_CREDENTIAL = env_int("METERLINE_MAX_DASHBOARDS_PER_CREDENTIAL", 100)
 # A worker counts as alive in /healthz when its heartbeat is this recent.
 METERLINE_WORKER_TTL_SECONDS = 15
 METERLINE_WORKER_HEARTBEAT_SECONDS = 5

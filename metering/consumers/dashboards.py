@@ -8,10 +8,12 @@ revocation reaches it whichever web process holds it (billing/account_services.p
 
 import asyncio
 import json
+from collections import Counter
 
 from channels.auth import get_user
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
 
 from billing.keys import secret_hash
@@ -26,13 +28,18 @@ from metering.selectors import (
     dashboard_session_access,
 )
 from project.metrics import DASHBOARD_CONNECTIONS
-from protocol import CLOSE_UNAUTHENTICATED, account_group
+from protocol import CLOSE_TOO_MANY, CLOSE_UNAUTHENTICATED, account_group
 
 # How long a dashboard holds events back waiting for a missing earlier one,
 # before it sends a fresh snapshot instead.
 GAP_PATIENCE_SECONDS = 0.5
 # How often a dashboard rejoins its account's group and checks it missed nothing.
 GROUP_REFRESH_SECONDS = 5.0
+
+
+# Open dashboards of this web process by credential (the credential's group name), against
+# METERLINE_MAX_DASHBOARDS_PER_CREDENTIAL: one leaked key cannot hold a process's sockets.
+seats: Counter[str] = Counter()
 
 
 def credentials(scope) -> tuple[str | None, bool]:
@@ -50,9 +57,22 @@ class DashboardConsumer(ConnectionGauge, HotPathDispatch, AsyncWebsocketConsumer
     group = None
     credential = None  # the group of the credential this dashboard came with
     session_hash = None  # signed in: the hash of its session's key, to hear its sign-out
+    seated = False  # holds one of its credential's places in `seats`
     order: EventOrder | None = None
     # The account's event number a refresh ago: what should have arrived by now.
     committed_before = 0
+
+    async def __call__(self, scope, receive, send):
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            # Whichever way the consumer ends (a handler that raises never reaches
+            # `disconnect`), its place is given back.
+            if self.seated:
+                self.seated = False
+                seats[self.credential] -= 1
+                if seats[self.credential] <= 0:
+                    del seats[self.credential]
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -71,6 +91,11 @@ class DashboardConsumer(ConnectionGauge, HotPathDispatch, AsyncWebsocketConsumer
         if grant.access is not Access.ALLOWED:
             await self.close(code=grant.access.value)
             return
+        if seats[self.credential] >= settings.METERLINE_MAX_DASHBOARDS_PER_CREDENTIAL:
+            await self.close(code=CLOSE_TOO_MANY)
+            return
+        seats[self.credential] += 1
+        self.seated = True
         session = self.scope.get("session")
         if session is not None and session.session_key:
             self.session_hash = secret_hash(session.session_key)
