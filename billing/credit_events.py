@@ -63,12 +63,19 @@ def live_messages(event: Event) -> list[tuple[str, dict[str, Any]]]:
         alert |= {key: data[key] for key in ("alert", "kind", "threshold", "value", "meter")}
         alert["fired_at"] = data["fired_at"]
         return [(account_group(account), {"type": "dashboard.events", "events": [alert]})]
-    if event.type == Event.Type.BALANCE_DEPLETED:
-        cutoff = {"type": "account.cutoff", "event": event.public_id, "balance": data["balance"]}
-        return [(account_devices_group(account), cutoff)]
-    if event.type == Event.Type.BALANCE_RESTORED:
-        restore = {"type": "account.restore", "event": event.public_id}
-        return [(account_devices_group(account), restore)]
+    if event.type in (Event.Type.BALANCE_DEPLETED, Event.Type.BALANCE_RESTORED):
+        depleted = event.type == Event.Type.BALANCE_DEPLETED
+        shown = {"type": "balance", "id": event.public_id, "balance": data["balance"]}
+        dashboards = {"type": "dashboard.events", "events": [shown | {"cut_off": depleted}]}
+        if depleted:
+            devices = {
+                "type": "account.cutoff",
+                "event": event.public_id,
+                "balance": data["balance"],
+            }
+        else:
+            devices = {"type": "account.restore", "event": event.public_id}
+        return [(account_devices_group(account), devices), (account_group(account), dashboards)]
     return []
 
 

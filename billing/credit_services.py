@@ -107,8 +107,9 @@ def _cut_off_update(account: Account, *, at) -> list[Event]:
 
 
 def _told(account: Account, events: list[Event]) -> None:
-    """After the commit: the cut-off or restore to the devices, the balance to dashboards."""
+    """After the commit: the cut-off or restore to the devices and dashboards, or else the
+    new balance to the dashboards."""
     outbox_publish(events)
-    if account.credit_since:
+    if account.credit_since and not events:
         balance = {"type": "balance", "balance": format_amount(account.balance)}
         dashboard_publish(account_id=account.id, events=[balance | {"cut_off": account.cut_off}])

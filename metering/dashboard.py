@@ -78,7 +78,7 @@ def account_snapshot(*, account_id: str) -> dict[str, Any]:
             .exclude(connection="")
             .values_list("id", flat=True)
         )
-    return {
+    snapshot = {
         "type": "snapshot",
         "account": account.id,
         "seq": account.event_seq,
@@ -95,6 +95,9 @@ def account_snapshot(*, account_id: str) -> dict[str, Any]:
             for meter in usage.meters
         ],
     }
+    if account.credit_since is not None:  # prepaid (CONTRACT.md section 6): its balance
+        snapshot |= {"balance": format_amount(account.balance), "cut_off": account.cut_off}
+    return snapshot
 
 
 @contextmanager

@@ -74,6 +74,17 @@ class DeviceThread(threading.Thread):
                 await asyncio.sleep(0.1)
 
 
+def sign_in(page, stack, account: str, username: str, password: str) -> None:
+    """The dashboard asks for a sign-in, then comes back to itself, live."""
+    page.goto(f"{stack.http_base}/accounts/{account}/")
+    assert "/login/" in page.url
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(f"**/accounts/{account}/", timeout=UI_TIMEOUT_MS)
+    expect(page.locator("#connection")).to_have_text("Live", timeout=UI_TIMEOUT_MS)
+
+
 def test_dashboard_updates_live_after_signing_in(stack):
     provisioned = stack.provision(meters=2, unit_price="0.25")
     meter = provisioned.meter
@@ -87,16 +98,7 @@ def test_dashboard_updates_live_after_signing_in(stack):
             errors: list[str] = []
             page.on("pageerror", lambda error: errors.append(str(error)))
 
-            # The dashboard asks for a sign-in, then comes back to itself.
-            page.goto(f"{stack.http_base}/accounts/{provisioned.account}/")
-            assert "/login/" in page.url
-            page.get_by_label("Username").fill(username)
-            page.get_by_label("Password").fill(password)
-            page.get_by_role("button", name="Sign in").click()
-            page.wait_for_url(f"**/accounts/{provisioned.account}/", timeout=UI_TIMEOUT_MS)
-
-            status = page.locator("#connection")
-            expect(status).to_have_text("Live", timeout=UI_TIMEOUT_MS)
+            sign_in(page, stack, provisioned.account, username, password)
             total = page.locator("#total")
             expect(total).to_have_attribute("data-value", "0.000000")
             row = page.locator(f'tr[data-meter="{meter}"]')
@@ -153,3 +155,45 @@ async def _session_socket_checks(stack, account: str, session_cookie: str) -> No
         assert (snapshot["type"], snapshot["total"]) == ("snapshot", "1.500000")
     foreign = connect(url, additional_headers=cookie, origin="http://evil.example", open_timeout=10)
     await expect_refused(foreign, 4403)
+
+
+def test_a_prepaid_dashboard_counts_the_balance_down_and_shows_alerts(stack):
+    provisioned = stack.provision(meters=1, unit_price="0.25")
+    account = provisioned.account
+    stack.api_ok(
+        "POST", f"/api/v1/accounts/{account}/credits/", {"amount": "1", "idempotency_key": "k"}, 201
+    )
+    stack.api_ok("PATCH", f"/api/v1/accounts/{account}/", {"cutoff_at": "0"})
+    alert = {"kind": "balance_below", "threshold": "0.5"}
+    stack.api_ok("POST", f"/api/v1/accounts/{account}/alerts/", alert, 201)
+    username, password = make_member(stack, account)
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            errors: list[str] = []
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            sign_in(page, stack, account, username, password)
+            balance = page.locator("#balance")
+            expect(balance).to_have_attribute("data-value", "1.000000")
+            expect(page.locator("#alerts li")).to_have_count(0)
+            # 3 x 2 kWh at 0.25: the balance 0.50 (the alert), 0.00 (cut off), -0.50.
+            device = DeviceThread(
+                stack, provisioned.token, [reading(f"p-{n}", "2") for n in range(3)]
+            )
+            device.start()
+            try:
+                assert device.delivered.wait(60), "the device got no acks"
+                expect(balance).to_have_attribute("data-value", "-0.500000", timeout=UI_TIMEOUT_MS)
+                expect(page.locator("#alerts li")).to_have_count(1, timeout=UI_TIMEOUT_MS)
+                expect(page.locator("#alerts li")).to_contain_text("Balance fell to")
+                expect(page.locator("#balance-card")).to_have_class("card balance cut-off")
+                page.wait_for_timeout(300)
+                page.screenshot(path=str(ARTIFACTS / "dashboard-prepaid.png"), full_page=True)
+            finally:
+                device.release.set()
+                device.join(30)
+            assert errors == [], errors
+        finally:
+            browser.close()

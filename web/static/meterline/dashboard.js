@@ -1,6 +1,6 @@
 // The live dashboard: one WebSocket (/ws/accounts/{id}/, authenticated by the
-// session cookie), a snapshot on connect, then `charge` and `meter_status`
-// events. Amounts arrive as decimal strings; they become numbers only to be shown.
+// session cookie), a snapshot on connect, then `charge`, `meter_status`, and for
+// prepaid accounts `alert` and `balance` events. Amounts arrive as decimal strings; they become numbers only to be shown.
 (function () {
   "use strict";
 
@@ -169,8 +169,44 @@
     if (chart) chart.setData(chartData());
   }
 
+  // --- credit control: the balance counting down, alerts as they fire ----------------
+  var balanceCard = document.getElementById("balance-card");
+  var balanceEl = document.getElementById("balance");
+  var cutoffEl = document.getElementById("cutoff-state");
+  var alertsEl = document.getElementById("alerts");
+  var noAlertsEl = document.getElementById("no-alerts");
+  var alertsSeen = {}; // an alert may be told twice (at least once): its id says so
+  var LABELS = { spend_above: "Spend reached", usage_above: "Usage reached",
+    balance_below: "Balance fell to" };
+
+  function setBalance(balance, cutOff) {
+    if (balance === undefined) return;
+    balanceCard.hidden = false;
+    balanceEl.textContent = money.format(Number(balance));
+    balanceEl.dataset.value = balance;
+    if (cutOff !== undefined) {
+      cutoffEl.textContent = cutOff ? "Cut off: the balance is used up; devices were told." : "";
+      balanceCard.classList.toggle("cut-off", !!cutOff);
+    }
+  }
+
+  function onAlert(msg) {
+    if (alertsSeen[msg.id]) return;
+    alertsSeen[msg.id] = true;
+    noAlertsEl.hidden = true;
+    var li = document.createElement("li");
+    li.dataset.alert = msg.alert;
+    var figure = msg.kind === "usage_above" ? quantity.format(Number(msg.value))
+      : money.format(Number(msg.value));
+    li.textContent = clock.format(new Date(msg.fired_at)) + ": " + (LABELS[msg.kind] || msg.kind) +
+      " " + figure + " (threshold " + msg.threshold + ")" +
+      (msg.meter ? " on " + (names[msg.meter] || msg.meter) : "");
+    alertsEl.insertBefore(li, alertsEl.firstChild);
+  }
+
   // --- events --------------------------------------------------------------------
   function onSnapshot(msg) {
+    setBalance(msg.balance, msg.cut_off);
     setTotal(msg.total);
     periodEl.textContent = "Period " + day.format(new Date(msg.period.start)) + " – " +
       day.format(new Date(msg.period.end)) + " (" + msg.currency + ")";
@@ -182,6 +218,7 @@
 
   function onCharge(msg) {
     setTotal(msg.period_total);
+    setBalance(msg.balance);
     setUsage(msg.meter, msg.meter_usage, addDecimal(rows[msg.meter] && rows[msg.meter].amount.dataset.value, msg.amount));
     lastSeen[msg.meter] = msg.rated_at;
     setLast(msg.meter, msg.rated_at);
@@ -228,6 +265,10 @@
         onCharge(msg);
       } else if (msg.type === "meter_status") {
         setOnline(msg.meter, msg.online);
+      } else if (msg.type === "alert") {
+        onAlert(msg);
+      } else if (msg.type === "balance") {
+        setBalance(msg.balance, msg.cut_off);
       }
     };
     ws.onclose = function (event) {
