@@ -89,7 +89,7 @@ class CentralSystem:
         try:
             frame = frame_parse(text)
         except Unanswerable as error:
-            logger.info("ignoring a frame of %s: %s", self.charge_point.charge_point_id, error)
+            logger.debug("ignoring a frame of %s: %s", self.charge_point.charge_point_id, error)
             return
         if isinstance(frame, CallResult | CallError):
             future = self.pending.get(frame.unique_id)

@@ -1,0 +1,164 @@
+"""Fuzzed OCPP frames at the real ChargePointConsumer: never a crash, never a charge.
+
+Garbage, JSON of any shape, calls of every action with payloads mutated from valid ones
+(keys dropped, values of any type, huge and negative ids, odd timestamps), answers to
+calls never made. After each example the connection must still answer a Heartbeat,
+everything it sent must be well-formed OCPP-J, and the meter must have no reading.
+The charge point's account has no id tags, so no session of its is billed.
+"""
+
+import base64
+import json
+import uuid
+
+import pytest
+from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+
+from metering.models import IdTag, Reading
+from tests.consumers.conftest import layer_emptied, websocket_app
+from tests.ocpp.conftest import make_charge_point
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+FUZZ = settings(
+    max_examples=120,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+ERROR_CODES = {
+    "NotImplemented",
+    "NotSupported",
+    "InternalError",
+    "ProtocolError",
+    "SecurityError",
+    "FormationViolation",
+    "PropertyConstraintViolation",
+    "OccurenceConstraintViolation",
+    "TypeConstraintViolation",
+    "GenericError",
+}
+TS = "2026-11-23T18:30:00Z"
+SAMPLE = {"value": "1000", "measurand": "Energy.Active.Import.Register", "unit": "Wh"}
+VALID = {
+    "BootNotification": {"chargePointVendor": "A", "chargePointModel": "B"},
+    "Heartbeat": {},
+    "StatusNotification": {"connectorId": 1, "errorCode": "NoError", "status": "Available"},
+    "Authorize": {"idTag": "04A2B3C4"},
+    "StartTransaction": {"connectorId": 1, "idTag": "X", "meterStart": 0, "timestamp": TS},
+    "MeterValues": {
+        "connectorId": 1,
+        "transactionId": 1,
+        "meterValue": [{"timestamp": TS, "sampledValue": [SAMPLE]}],
+    },
+    "StopTransaction": {"transactionId": 1, "meterStop": 5000, "timestamp": TS},
+    "DataTransfer": {"vendorId": "v"},
+}
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.sampled_from([-1, 0, 1, 2, 2**31, 2**63, -(2**63) - 1, 10**40])
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=30)
+    | st.sampled_from(["", TS, "1970-01-01T00:00:00Z", "9999-12-31T23:59:59Z", "x\u0000"]),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+keys = st.sampled_from(
+    ["connectorId", "transactionId", "idTag", "meterStart", "meterStop", "timestamp",
+     "meterValue", "transactionData", "sampledValue", "value", "unit", "status", "extra"]
+)  # fmt: skip
+
+
+@st.composite
+def mutated(draw) -> tuple[str, dict]:
+    action = draw(st.sampled_from(sorted(VALID)))
+    payload = json.loads(json.dumps(VALID[action]))
+    for _ in range(draw(st.integers(0, 3))):
+        how = draw(st.sampled_from(["drop", "set", "sample"]))
+        if how == "drop" and payload:
+            payload.pop(draw(st.sampled_from(sorted(payload))))
+        elif how == "set":
+            payload[draw(keys)] = draw(json_values)
+        elif how == "sample" and action == "MeterValues":
+            sample = payload.setdefault("meterValue", [{}])
+            if isinstance(sample, list) and sample and isinstance(sample[0], dict):
+                sample[0][draw(keys)] = draw(json_values)
+    return action, payload
+
+
+# Mostly ids a charge point would use, so that most calls reach their handlers.
+unique_ids = st.one_of(
+    st.uuids().map(str), st.uuids().map(str), st.text(max_size=40), st.integers(), st.none()
+)
+calls = st.builds(
+    lambda uid, action_payload: json.dumps([2, uid, *action_payload]),
+    unique_ids,
+    st.one_of(mutated(), mutated(), st.tuples(st.text(max_size=30), json_values)),
+)
+frames = st.one_of(
+    calls,
+    calls,
+    st.builds(lambda uid, body: json.dumps([3, uid, body]), unique_ids, json_values),
+    st.builds(
+        lambda uid, code, body: json.dumps([4, uid, code, "d", body]),
+        unique_ids,
+        st.text(max_size=20),
+        json_values,
+    ),
+    json_values.map(json.dumps),
+    st.text(max_size=200),
+)
+
+
+@database_sync_to_async
+def charge_point_without_tags():
+    made = make_charge_point(f"FZ-{uuid.uuid4().hex[:12]}")
+    IdTag.objects.filter(account=made.account).delete()
+    return made
+
+
+def well_formed(frame: list) -> bool:
+    if frame[0] == 3:
+        return len(frame) == 3 and isinstance(frame[1], str) and isinstance(frame[2], dict)
+    return (
+        frame[0] == 4
+        and len(frame) == 5
+        and frame[2] in ERROR_CODES
+        and isinstance(frame[3], str)
+        and isinstance(frame[4], dict)
+    )
+
+
+@FUZZ
+@given(sent=st.lists(frames, min_size=1, max_size=8))
+async def test_fuzzed_frames_never_crash_the_connection_nor_charge(sent):
+    await layer_emptied()
+    made = await charge_point_without_tags()
+    cp_id = made.meter.charge_point_id
+    secret = base64.b64encode(f"{cp_id}:{made.password}".encode()).decode()
+    client = WebsocketCommunicator(
+        websocket_app,
+        f"/ocpp/{cp_id}",
+        headers=[(b"authorization", f"Basic {secret}".encode())],
+        subprotocols=["ocpp1.6"],
+    )
+    assert (await client.connect())[0]
+    for frame in sent:  # as a text frame, the empty one too (send_to refuses that)
+        await client.send_input({"type": "websocket.receive", "text": frame})
+    probe = uuid.uuid4().hex
+    await client.send_to(text_data=json.dumps([2, probe, "Heartbeat", {}]))
+    while True:
+        answer = json.loads(await client.receive_from(timeout=10))
+        assert well_formed(answer), answer
+        if answer[1] == probe:
+            assert answer[0] == 3 and "currentTime" in answer[2]
+            break
+        event(f"answered {answer[2] if answer[0] == 4 else sorted(answer[2])}")
+    await client.disconnect()
+    assert not await database_sync_to_async(Reading.objects.filter(meter=made.meter).exists)()
