@@ -149,6 +149,7 @@ class DeviceConsumer(ConnectionGauge, HotPathDispatch, AsyncWebsocketConsumer):
             await self._send_busy(ids)
 
     def _submitted(self, readings, answered) -> bool:
+        """Hand a frame to this process's batcher: False when it holds as much as it may."""
         batcher = frame_batcher(self.channel_layer)
         return batcher.submit(self.meter.id, self.meter.account_id, readings, answered)
 
