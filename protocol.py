@@ -15,8 +15,9 @@ CLOSE_UNAUTHENTICATED = 4401  # no, wrong or revoked credentials
 CLOSE_FORBIDDEN = 4403  # a disabled meter; not allowed on this account
 CLOSE_NO_ACCOUNT = 4404
 CLOSE_REPLACED = 4409  # a newer connection of the same meter took over (Meterline's)
-# Too many refused frames: the connection spent its budget (Meterline's). Not final:
-# the device may come back, later (clients/device.py waits its longest backoff).
+# Too many (Meterline's): a device connection spent its budget of refused frames, or
+# a credential has as many dashboards open as it may. Not final: come back later
+# (clients/device.py waits its longest backoff).
 CLOSE_TOO_MANY = 4429
 CLOSE_SERVICE_RESTART = 1012  # the web process is stopping: reconnect at once
 # After these a device must not reconnect with the same token: it cannot help.
