@@ -5,18 +5,29 @@ wrote it tells the live listeners (dashboards, device connections) and calls
 `events_told`; webhook deliveries are made from the events by the webhooks app
 (`fanned_out_at`). A sweeper tells what a dead process left (`events_untold`): at
 least once, each event carrying its `public_id` to dedupe on.
+
+The commit also wakes the Celery worker, which makes and sends the webhook deliveries
+at once (`webhooks_wake`, by task name: billing does not import the webhooks app). A
+wake lost with its broker only costs latency: the beat sweeper fans out whatever is left.
 """
 
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 
 from billing.models import Event
+from project.task_wake import task_wake
 
 # An event not told this long after it was written was left by a process that died.
 UNTOLD_AFTER = timedelta(seconds=5)
+# The webhooks app's tasks: fan committed events out into deliveries and send them; and
+# the sweeper's, which also sends whatever else is due.
+FAN_OUT_TASK = "webhooks.fan_out"
+SWEEP_TASK = "webhooks.sweep"
 
 
 def event_record(
@@ -32,13 +43,26 @@ def event_record(
     `live=False`: nobody listens live (only webhooks), so there is nothing to tell.
     """
     at = at or timezone.now()
-    return Event.objects.create(
+    event = Event.objects.create(
         type=type,
         account_id=account_id,
         data=data,
         created_at=at,
         published_at=None if live else at,
     )
+    transaction.on_commit(webhooks_wake)
+    return event
+
+
+def webhooks_wake(task: str = FAN_OUT_TASK) -> None:
+    """After a commit that wrote events: have the Celery worker deliver them now.
+
+    Writers that bulk-create events call `transaction.on_commit(webhooks_wake)` themselves.
+    Never blocks (project/task_wake.py); off with METERLINE_WEBHOOK_WAKE=0 (the unit tests,
+    which have no broker).
+    """
+    if settings.METERLINE_WEBHOOK_WAKE:
+        task_wake(task)
 
 
 def events_told(events: Iterable[Event]) -> None:

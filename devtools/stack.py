@@ -191,6 +191,8 @@ class Stack:
         env.pop("CHANNEL_LAYER_BACKEND", None)
         # ...and switches off the web processes' presence heartbeat, which real ones keep.
         env.pop("METERLINE_WEB_HEARTBEAT_SECONDS", None)
+        # ...and the wake of the Celery worker after a commit that wrote webhook events.
+        env.pop("METERLINE_WEBHOOK_WAKE", None)
         env.update(
             DATABASE_URL=self.database_url,
             REDIS_URL=self.redis_url,

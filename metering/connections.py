@@ -1,8 +1,10 @@
-"""Which device connection a meter has open, and in which web process, for the online dots."""
+"""Which device connection a meter has open, and in which web process, for the online dots
+(and the `meter.offline` webhook event when it closes: metering/offline.py)."""
 
 from django.db import transaction
 
 from metering.models import Meter
+from metering.offline import DISCONNECTED, meter_offline_mark
 from metering.presence import PROCESS_ID, web_presence_start
 
 
@@ -20,4 +22,5 @@ def meter_connection_open(*, meter_id: str, channel_name: str) -> str:
 
 def meter_connection_close(*, meter_id: str, channel_name: str) -> bool:
     """Mark the meter offline if this was its current connection; True if it was."""
-    return bool(Meter.objects.filter(pk=meter_id, connection=channel_name).update(connection=""))
+    offline = meter_offline_mark(meter_id=meter_id, channel_name=channel_name, reason=DISCONNECTED)
+    return offline is not None

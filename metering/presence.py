@@ -4,10 +4,11 @@ A daphne process that is killed never runs its consumers' `disconnect`, so
 the meters whose connections it held would stay "online" for good. Each web
 process holding device connections therefore stamps its row in `WebProcess`
 every `METERLINE_WEB_HEARTBEAT_SECONDS`, and sweeps: a meter held by a
-process not seen for `METERLINE_WEB_TTL_SECONDS` is marked offline and its
-dashboards are told. Presence expires on its own; nobody has to say goodbye.
-Any live web process sweeps for all, so a meter goes offline within
-TTL + one heartbeat (20 s by default) of its process dying.
+process not seen for `METERLINE_WEB_TTL_SECONDS` is marked offline (with its
+`meter.offline` event, metering/offline.py) and its dashboards are told.
+Presence expires on its own; nobody has to say goodbye. Any live web process
+sweeps for all, so a meter goes offline within TTL + one heartbeat (20 s by
+default) of its process dying.
 """
 
 import logging
@@ -25,6 +26,7 @@ from django.utils import timezone
 from billing.events import dashboard_publish
 from metering.dashboard import meter_status_event
 from metering.models import Meter, WebProcess
+from metering.offline import PROCESS_LOST, meter_offline_mark
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +79,7 @@ def connections_of_dead_processes_close() -> list[str]:
     offline = []
     for meter_id, account_id, channel in stale:
         # Only if still that connection: the device may have reconnected meanwhile.
-        if Meter.objects.filter(pk=meter_id, connection=channel).update(connection=""):
+        if meter_offline_mark(meter_id=meter_id, channel_name=channel, reason=PROCESS_LOST):
             offline.append((meter_id, account_id))
     for meter_id, account_id in offline:
         logger.info(

@@ -16,6 +16,7 @@ public = {"authentication_classes": [], "permission_classes": [AllowAny]}
 urlpatterns = [
     path("api/v1/", include("billing.api.urls")),
     path("api/v1/", include("metering.api.urls")),
+    path("api/v1/", include("webhooks.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(**public), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema", **public), name="docs"),
     path("healthz", healthz, name="healthz"),

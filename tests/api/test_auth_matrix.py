@@ -21,6 +21,8 @@ from tests.factories import (
     make_operator_key,
     make_tariff,
 )
+from webhooks.models import WebhookEndpoint
+from webhooks.services import webhook_endpoint_create
 
 pytestmark = pytest.mark.django_db
 
@@ -76,6 +78,21 @@ ENDPOINTS = {
     "charging sessions": Endpoint("get", "/api/v1/accounts/{account}/charging-sessions/"),
     "charging session": Endpoint("get", "/api/v1/charging-sessions/{session}/"),
     "charging session stop": Endpoint("post", "/api/v1/charging-sessions/{session}/stop/"),
+    "webhook endpoint create": Endpoint(
+        "post",
+        "/api/v1/webhook-endpoints/",
+        {"url": "https://93.184.215.14/hooks", "events": ["meter.offline"]},
+    ),
+    "webhook endpoint list": Endpoint("get", "/api/v1/webhook-endpoints/"),
+    "webhook endpoint detail": Endpoint("get", "/api/v1/webhook-endpoints/{webhook}/"),
+    "webhook endpoint update": Endpoint(
+        "patch", "/api/v1/webhook-endpoints/{webhook}/", {"active": False}
+    ),
+    "webhook endpoint delete": Endpoint("delete", "/api/v1/webhook-endpoints/{webhook}/"),
+    "webhook endpoint rotate secret": Endpoint(
+        "post", "/api/v1/webhook-endpoints/{webhook}/rotate-secret/"
+    ),
+    "webhook deliveries": Endpoint("get", "/api/v1/webhook-endpoints/{webhook}/deliveries/"),
     "metrics": Endpoint("get", "/metrics"),
 }
 PUBLIC = {
@@ -118,6 +135,9 @@ def world():
             "meter": meter.id,
             "invoice": invoice,
             "dashboard_key": DashboardKey.objects.get(key_hash=secret_hash(revocable)).pk,
+            "webhook": webhook_endpoint_create(
+                url="https://93.184.215.14/hooks", events=["meter.offline"]
+            )[0].pk,
         },
         "meter": meter,
         "operator key": operator_key,
@@ -180,6 +200,7 @@ def state(meter: Meter) -> tuple:
         ChargingSession.objects.filter(remote_stop_requested_at__isnull=False).count(),
         meter.token_hash,
         meter.active,
+        sorted(WebhookEndpoint.objects.values_list("id", "active", "secret_sealed")),
     )
 
 
@@ -250,6 +271,10 @@ def test_the_matrix_covers_every_route():
         "api/v1/accounts/<str:account_id>/charging-sessions/",
         "api/v1/charging-sessions/<str:session_id>/",
         "api/v1/charging-sessions/<str:session_id>/stop/",
+        "api/v1/webhook-endpoints/",
+        "api/v1/webhook-endpoints/<str:endpoint_id>/",
+        "api/v1/webhook-endpoints/<str:endpoint_id>/rotate-secret/",
+        "api/v1/webhook-endpoints/<str:endpoint_id>/deliveries/",
         "api/schema/",
         "api/docs/",
         "healthz",

@@ -1,0 +1,153 @@
+"""A real webhook receiver on 127.0.0.1 for the tests: it verifies every request with the
+`standardwebhooks` library, answers as told, and remembers what it got (over TLS when
+given a server context).
+
+`answers` is a list of statuses given in turn (the last repeats), or a function of the
+request; `delay` holds each answer back. `most_at_once` is how many requests it ever
+had in hand at the same time (one in flight per endpoint means 1).
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from standardwebhooks import Webhook
+
+
+@dataclass
+class Received:
+    webhook_id: str
+    headers: dict[str, str]
+    body: bytes
+    status: int  # what the receiver answered
+    verified: bool
+    at: float = field(default_factory=time.monotonic)
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        return json.loads(self.body)
+
+
+class Receiver:
+    def __init__(
+        self,
+        *,
+        secret: str | None = None,
+        answers: list[int] | Callable[[Received], int] | None = None,
+        delay: float = 0.0,
+        headers: dict[str, str] | None = None,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
+        self.secrets: list[str] = [secret] if secret else []
+        self.answers = answers or [200]
+        self.delay = delay
+        self.extra_headers = headers or {}
+        self.received: list[Received] = []
+        self.in_hand = 0
+        self.most_at_once = 0
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server.daemon_threads = True
+        self.scheme = "http"
+        if tls is not None:  # https: the handshake happens on the handler's first read
+            self._server.socket = tls.wrap_socket(
+                self._server.socket, server_side=True, do_handshake_on_connect=False
+            )
+            self.scheme = "https"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return self.url_for("127.0.0.1")
+
+    def url_for(self, host: str) -> str:
+        return f"{self.scheme}://{host}:{self.port}/hooks?src=meterline"
+
+    @property
+    def port(self) -> int:
+        return self._server.server_address[1]
+
+    def start(self) -> Receiver:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def verify(self, headers: dict[str, str], body: bytes) -> bool:
+        for secret in self.secrets:
+            try:
+                Webhook(secret).verify(body, headers)
+                return True
+            except Exception:
+                continue
+        return False
+
+    def delivered(self) -> list[Received]:
+        """What it answered with a 2xx, in order."""
+        return [r for r in self.received if 200 <= r.status < 300]
+
+    def wait_for(self, count: int, *, timeout: float = 20.0, delivered: bool = True) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            got = self.delivered() if delivered else self.received
+            if len(got) >= count:
+                return
+            time.sleep(0.02)
+        raise AssertionError(f"{len(self.received)} requests after {timeout} s: {self.received}")
+
+    def _answer(self, received: Received) -> int:
+        if callable(self.answers):
+            return self.answers(received)
+        with self._lock:
+            index = min(len(self.received), len(self.answers) - 1)
+        return self.answers[index]
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                with receiver._lock:
+                    receiver.in_hand += 1
+                    receiver.most_at_once = max(receiver.most_at_once, receiver.in_hand)
+                try:
+                    self._handle()
+                finally:
+                    with receiver._lock:
+                        receiver.in_hand -= 1
+
+            def _handle(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                headers = {name.lower(): value for name, value in self.headers.items()}
+                received = Received(
+                    webhook_id=headers.get("webhook-id", ""),
+                    headers=headers,
+                    body=body,
+                    status=0,
+                    verified=receiver.verify(headers, body),
+                )
+                received.status = receiver._answer(received)
+                if receiver.delay:
+                    time.sleep(receiver.delay)
+                with receiver._lock:
+                    receiver.received.append(received)
+                self.send_response(received.status)
+                for name, value in receiver.extra_headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        return Handler
