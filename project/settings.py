@@ -116,8 +116,19 @@ CHANNEL_LAYERS = {
         },
     },
 }
+# Django's cache holds the sign-in lockout's counts (web/lockout.py), which every web
+# process must see: on the first Redis server, beside heartbeats and Celery.
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": "meterline",
+        "OPTIONS": {"socket_connect_timeout": 5, "socket_timeout": 5},
+    }
+}
 if "InMemory" in CHANNEL_LAYERS["default"]["BACKEND"]:  # tests without Redis
     CHANNEL_LAYERS["default"]["CONFIG"] = {"capacity": env_int("CHANNEL_CAPACITY", 1000)}
+    CACHES["default"] = {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
 
 # --- Celery ------------------------------------------------------------------
 
@@ -160,6 +171,15 @@ METERLINE_INVALID_FRAMES_PER_MINUTE = env_int("METERLINE_INVALID_FRAMES_PER_MINU
 # Dashboards one credential (a dashboard key, an operator key, a signed-in user) may have
 # open in one web process; the one beyond is closed with 4429.
 METERLINE_MAX_DASHBOARDS_PER_CREDENTIAL = env_int("METERLINE_MAX_DASHBOARDS_PER_CREDENTIAL", 100)
+# Dashboards one credential (a dashboard key, an operator key, a signed-in user) may have
+# open in one web process; the one beyond is closed with 4429.
+METERLINE_MAX_DASHBOARDS_PER_CREDENTIAL = env_int("METERLINE_MAX_DASHBOARDS_PER_CREDENTIAL", 100)
+# Sign-ins (ours and the admin's, web/lockout.py): after this many failures for one name
+# from one address, or the second figure from one address whatever the names, sign-ins from
+# there are refused, the right password too, until this long after the first of them.
+METERLINE_LOGIN_FAILURES = env_int("METERLINE_LOGIN_FAILURES", 5)
+METERLINE_LOGIN_FAILURES_PER_ADDRESS = env_int("METERLINE_LOGIN_FAILURES_PER_ADDRESS", 20)
+METERLINE_LOGIN_LOCKOUT_SECONDS = env_int("METERLINE_LOGIN_LOCKOUT_SECONDS", 900)
 # A worker counts as alive in /healthz when its heartbeat is this recent.
 METERLINE_WORKER_TTL_SECONDS = 15
 METERLINE_WORKER_HEARTBEAT_SECONDS = 5
@@ -238,6 +258,18 @@ USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
 LOGIN_URL = "login"
+# Django's own, behind the sign-in lockout (web/lockout.py).
+AUTHENTICATION_BACKENDS = ["web.lockout.LockoutModelBackend"]
+# Passwords set through the admin or `manage.py changepassword` / `createsuperuser`.
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {
+        "NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
+        "OPTIONS": {"min_length": 12},
+    },
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
 LOGIN_REDIRECT_URL = "account-list"
 LOGOUT_REDIRECT_URL = "login"
 # Behind TLS in production: cookies only over HTTPS (the dashboard socket

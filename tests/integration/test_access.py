@@ -2,11 +2,17 @@
 
 Revoking a credential through one process (the API, or `manage.py` as a process of its
 own) closes the dashboards another daphne holds with it, with 4401, and leaves the others
-streaming.
+streaming. Failed sign-ins on one daphne lock the name out on the other (the counts are in
+Redis, Django's cache).
 """
 
 import asyncio
+import http.cookiejar
+import re
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 
 import pytest
 from websockets.asyncio.client import connect
@@ -97,3 +103,41 @@ async def test_an_operator_key_revoked_by_manage_py_closes_its_dashboards(two_we
     status, _ = stack.api("GET", f"/api/v1/accounts/{account}/", token=key)
     assert status == 401
     print(f"\noperator key revoked by manage.py: dashboard closed {took:.3f} s after the start")
+
+
+class NoRedirects(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None  # a 302 after the sign-in form is the answer itself
+
+
+def sign_in(base: str, username: str, password: str) -> bool:
+    """Sign in through the page as a browser does (CSRF cookie and token); True when the
+    form lets the user in (a redirect), False when it shows the form again."""
+    jar = http.cookiejar.CookieJar()
+    browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar), NoRedirects)
+    page = browser.open(f"{base}/login/", timeout=10).read().decode()
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
+    form = {"username": username, "password": password, "csrfmiddlewaretoken": token}
+    try:
+        browser.open(f"{base}/login/", urllib.parse.urlencode(form).encode(), timeout=10)
+    except urllib.error.HTTPError as answer:
+        if answer.code == 302:
+            return True
+        raise
+    return False
+
+
+def test_failed_sign_ins_on_one_daphne_lock_the_name_out_on_the_other(two_webs):
+    stack = two_webs
+    first, second = stack.http_bases[0], stack.http_bases[1]
+    password = "plum-orbit-7-lantern"
+    make_user = (
+        "from django.contrib.auth import get_user_model; "
+        f"get_user_model().objects.create_user('carol', password='{password}')"
+    )
+    stack.manage("shell", "-c", make_user)
+    assert sign_in(second, "carol", password)
+    for _ in range(5):  # METERLINE_LOGIN_FAILURES
+        assert not sign_in(first, "carol", "wrong")
+    assert not sign_in(second, "carol", password)
+    assert not sign_in(first, "carol", password)
