@@ -171,9 +171,6 @@ METERLINE_INVALID_FRAMES_PER_MINUTE = env_int("METERLINE_INVALID_FRAMES_PER_MINU
 # Dashboards one credential (a dashboard key, an operator key, a signed-in user) may have
 # open in one web process; the one beyond is closed with 4429.
 METERLINE_MAX_DASHBOARDS_PER_CREDENTIAL = env_int("METERLINE_MAX_DASHBOARDS_PER_CREDENTIAL", 100)
-# Dashboards one credential (a dashboard key, an operator key, a signed-in user) may have
-# open in one web process; the one beyond is closed with 4429.
-METERLINE_MAX_DASHBOARDS_PER_CREDENTIAL = env_int("METERLINE_MAX_DASHBOARDS_PER_CREDENTIAL", 100)
 # Sign-ins (ours and the admin's, web/lockout.py): after this many failures for one name
 # from one address, or the second figure from one address whatever the names, sign-ins from
 # there are refused, the right password too, until this long after the first of them.
@@ -272,10 +269,23 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 LOGIN_REDIRECT_URL = "account-list"
 LOGOUT_REDIRECT_URL = "login"
-# Behind TLS in production: cookies only over HTTPS (the dashboard socket
-# authenticates with the session cookie).
-SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", default=False)
+# HTTPS_ONLY=1 in production (deploy/README.md): served only over HTTPS, by a TLS proxy in
+# front (nginx) that sets X-Forwarded-Proto. Then cookies go only over HTTPS (the
+# dashboard socket authenticates with the session cookie), browsers are told to come back
+# only over HTTPS (HSTS), and plain http is redirected. Off, `make run` serves plain http.
+HTTPS_ONLY = env_bool("HTTPS_ONLY", default=False)
+# Trusted only behind the proxy, which sets the header whatever the client sent.
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if HTTPS_ONLY else None
+SECURE_SSL_REDIRECT = HTTPS_ONLY
+# /healthz is asked over plain http on the host itself (the container's HEALTHCHECK).
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31_536_000 if HTTPS_ONLY else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=HTTPS_ONLY)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", default=HTTPS_ONLY)
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", default=HTTPS_ONLY)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+# Origins other than the site's own that may POST forms (the site's own passes as it is).
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "")
 STATIC_ROOT = BASE_DIR / ".run" / "static"
 # WhiteNoise finds app static files (admin, Swagger UI) where they are, so
 # `make run` and the tests need no collectstatic.
