@@ -438,10 +438,18 @@ class Stack:
 
     def start_celery(self) -> None:
         """A real Celery worker and beat, beat closing ended periods every second."""
-        celery = [str(BIN_DIR / "celery"), "-A", "project"]
-        self.spawn("celery", [*celery, "worker", "-l", "info", "--concurrency", "1", "-P", "solo"])
+        self.start_celery_worker()
         schedule = str(self.tmp / "celerybeat-schedule")
-        self.spawn("beat", [*celery, "beat", "-l", "info", "-s", schedule])
+        self.spawn(
+            "beat", [str(BIN_DIR / "celery"), "-A", "project", "beat", "-l", "info", "-s", schedule]
+        )
+
+    def start_celery_worker(self) -> Process:
+        """The Celery worker alone (again, after a test killed it)."""
+        celery = [str(BIN_DIR / "celery"), "-A", "project"]
+        return self.spawn(
+            "celery", [*celery, "worker", "-l", "info", "--concurrency", "1", "-P", "solo"]
+        )
 
     def healthz(self) -> tuple[int, Any]:
         return http_json("GET", f"{self.http_base}/healthz", timeout=5)
