@@ -14,6 +14,7 @@ from billing.models import Account, Invoice
 from billing.money import format_minor
 from billing.periods import isoformat
 from billing.selectors import account_list_for_user, account_user_allowed
+from metering.ocpp.services import charging_sessions_active_rendered
 
 RECENT_INVOICES = 6
 
@@ -62,6 +63,8 @@ def account_dashboard(request: HttpRequest, account_id: str) -> HttpResponse:
             "timezone": account.timezone,
             "socket_path": f"/ws/accounts/{account.id}/",
             "meters": meters,
+            # EV charge points: the sessions charging now (web/static/meterline/charging.js).
+            "sessions": charging_sessions_active_rendered(account_id=account.id),
         },
     }
     return render(request, "web/dashboard.html", context)

@@ -24,6 +24,7 @@ from metering.ocpp.readings import (
 from metering.ocpp.schemas import timestamp_parse
 from metering.ocpp.selectors import SessionRef, id_tag_status, sessions_active
 from metering.ocpp.services import (
+    charging_session_rendered,
     connector_status_record,
     session_complete,
     transaction_start,
@@ -101,6 +102,7 @@ async def start_transaction(link: "CentralSystem", payload: dict[str, Any]) -> d
             transaction_id=session.transaction_id, meter_start_wh=meter_start, at=started_at
         )
         await link.rated([baseline])
+    await link.publish([await _session_event(session.id)])
     # The tag's status when the session started: a resend hears what the first one heard.
     tag_info = {"status": session.id_tag_status}
     return {"transactionId": session.transaction_id, "idTagInfo": tag_info}
@@ -139,12 +141,14 @@ async def stop_transaction(link: "CentralSystem", payload: dict[str, Any]) -> di
                 transaction_data=payload.get("transactionData", ()),
             )
             await link.rated(readings)
-        await database_sync_to_async(session_complete)(
+        completed = await database_sync_to_async(session_complete)(
             session_id=session.id,
             stopped_at=stopped_at,
             meter_stop_wh=meter_stop,
             reason=payload.get("reason", "Local"),
         )
+        if completed:
+            await link.publish([await _session_event(session.id)])
     if "idTag" not in payload:
         return {}
     return {"idTagInfo": {"status": await _tag_status(link, payload["idTag"])}}
@@ -175,6 +179,12 @@ HANDLERS: dict[str, Handler] = {
 
 async def sessions_active_of(link: "CentralSystem") -> list[SessionRef]:
     return await database_sync_to_async(sessions_active)(meter_id=link.charge_point.meter_id)
+
+
+async def _session_event(session_id: str) -> dict[str, Any]:
+    """For the dashboards: a session started or completed, as the API shows it."""
+    session = await database_sync_to_async(charging_session_rendered)(session_id=session_id)
+    return {"type": "charging_session", "session": session}
 
 
 async def _tag_status(link: "CentralSystem", id_tag: str) -> str:

@@ -125,6 +125,20 @@ def _complete(
     )
 
 
+def charging_session_rendered(*, session_id: str) -> dict[str, Any]:
+    """The session as the API renders it (its running amount while active)."""
+    session = ChargingSession.objects.select_related("meter", "account").get(pk=session_id)
+    return dict(ChargingSessionOut(session).data)
+
+
+def charging_sessions_active_rendered(*, account_id: str) -> list[dict[str, Any]]:
+    """The account's active sessions as the API renders them (the dashboard page's)."""
+    sessions = ChargingSession.objects.filter(
+        account_id=account_id, status=ChargingSession.Status.ACTIVE
+    ).select_related("meter", "account")
+    return ChargingSessionOut(sessions.order_by("started_at"), many=True).data
+
+
 def unknown_transaction_record(
     *, meter_id: str, transaction_id: int, action: str, payload: dict[str, Any]
 ) -> None:

@@ -249,3 +249,15 @@ async def test_a_remote_stop_is_sent_and_its_answer_recorded(link, charge_point)
             break
         await asyncio.sleep(0.05)
     assert session.remote_stop_status == "Accepted" and session.remote_stop_requested_at
+
+
+async def test_dashboards_hear_a_session_start_and_complete(link):
+    tid = (await link.result("StartTransaction", start(1000)))["transactionId"]
+    await link.result("MeterValues", values(tid, "3000", minutes=1))
+    await link.result("StopTransaction", stop(tid, 4000, minutes=2))
+    await link.result("StopTransaction", stop(tid, 4000, minutes=2))  # told once
+    sessions = [e["session"] for e in link.events if e["type"] == "charging_session"]
+    assert [(s["transaction_id"], s["status"], s["amount"]) for s in sessions] == [
+        (tid, "active", "0.000000"),
+        (tid, "completed", "0.900000"),
+    ]

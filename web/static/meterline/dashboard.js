@@ -257,6 +257,8 @@
     setStatus("connecting", attempt ? "Reconnecting…" : "Connecting…");
     ws.onmessage = function (event) {
       var msg = JSON.parse(event.data);
+      // For the page's other parts (charging.js: EV charging sessions).
+      document.dispatchEvent(new CustomEvent("meterline:message", { detail: msg }));
       if (msg.type === "snapshot") {
         attempt = 0;
         setStatus("live", "Live");
