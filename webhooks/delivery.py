@@ -10,9 +10,12 @@ at least once, deduped on `webhook-id`). A dead process keeps its leases until t
 expire (LEASE); then the sweeper hands the endpoint to whoever takes it.
 
 The head of an endpoint's queue is its pending delivery with the lowest event id; while
-the head waits for a retry, those behind it wait too (events in committed order).
+the head waits for a retry, those behind it wait too (events in committed order). A run
+reads the queue BATCH deliveries at a time and sends them over one kept-alive connection
+(webhooks/sending.py's Courier).
 """
 
+import itertools
 import json
 import logging
 import threading
@@ -30,7 +33,7 @@ from project.metrics import WEBHOOK_DELIVERED, WEBHOOK_FAILED
 from webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from webhooks.schedule import retry_delay
 from webhooks.sealing import secret_unseal
-from webhooks.sending import Answer, webhook_post
+from webhooks.sending import Answer, Courier
 from webhooks.signing import webhook_headers
 
 logger = logging.getLogger(__name__)
@@ -38,6 +41,8 @@ logger = logging.getLogger(__name__)
 # Longer than one attempt may take (the 10 s timeout), renewed before an attempt once a
 # third of it has passed.
 LEASE = timedelta(seconds=30)
+# Deliveries read from an endpoint's queue at once, then sent in order while each succeeds.
+BATCH = 20
 
 
 def endpoint_deliver(*, endpoint_id: str, owner: str, stop: threading.Event | None = None) -> int:
@@ -51,7 +56,7 @@ def endpoint_deliver(*, endpoint_id: str, owner: str, stop: threading.Event | No
             _lease_release(endpoint_id=endpoint_id, owner=owner)
         # A fan-out that found the lease taken left its new deliveries to the holder,
         # which may have looked for them just before they committed: look once more.
-        if (stop is not None and stop.is_set()) or endpoint_head_due(endpoint_id) is None:
+        if (stop is not None and stop.is_set()) or not endpoint_due(endpoint_id, limit=1):
             break
     return attempts
 
@@ -59,30 +64,45 @@ def endpoint_deliver(*, endpoint_id: str, owner: str, stop: threading.Event | No
 def _due_send(*, endpoint_id: str, owner: str, stop: threading.Event | None) -> int:
     attempts = 0
     renewed = time.monotonic()
-    while stop is None or not stop.is_set():
-        delivery = endpoint_head_due(endpoint_id)
-        if delivery is None or delivery.endpoint.lease_owner != owner:
-            break
-        if time.monotonic() - renewed > LEASE.total_seconds() / 3:
-            if not _lease_take(endpoint_id=endpoint_id, owner=owner):
-                break
-            renewed = time.monotonic()
-        delivery_attempt(delivery=delivery)
-        attempts += 1
+    courier = Courier(
+        timeout=settings.METERLINE_WEBHOOK_TIMEOUT_SECONDS,
+        allow_private=settings.METERLINE_WEBHOOK_ALLOW_PRIVATE,
+    )
+    try:
+        while batch := endpoint_due(endpoint_id, owner=owner):
+            for delivery in batch:
+                if stop is not None and stop.is_set():
+                    return attempts
+                if time.monotonic() - renewed > LEASE.total_seconds() / 3:
+                    if not _lease_take(endpoint_id=endpoint_id, owner=owner):
+                        return attempts
+                    renewed = time.monotonic()
+                attempts += 1
+                # Not delivered: retried later, given up, maybe the endpoint disabled: the
+                # queue is read again.
+                if not delivery_attempt(delivery=delivery, courier=courier).delivered:
+                    break
+    finally:
+        courier.close()
     return attempts
 
 
-def endpoint_head_due(endpoint_id: str) -> WebhookDelivery | None:
-    """The endpoint's next delivery if it is due now and the endpoint active, else None."""
-    delivery = (
+def endpoint_due(
+    endpoint_id: str, *, owner: str | None = None, limit: int = BATCH
+) -> list[WebhookDelivery]:
+    """The endpoint's next deliveries in event order, as many as are due now (up to
+    `limit`); none while it is disabled, or leased to another than `owner` (if given)."""
+    queue = list(
         WebhookDelivery.objects.select_related("event", "endpoint")
         .filter(endpoint_id=endpoint_id, status=WebhookDelivery.Status.PENDING)
-        .order_by("event_id")
-        .first()
+        .order_by("event_id")[:limit]
     )
-    if delivery is None or not delivery.endpoint.active:
-        return None
-    return delivery if delivery.next_attempt_at <= timezone.now() else None
+    if not queue or not queue[0].endpoint.active:
+        return []
+    if owner is not None and queue[0].endpoint.lease_owner != owner:
+        return []
+    now = timezone.now()
+    return list(itertools.takewhile(lambda delivery: delivery.next_attempt_at <= now, queue))
 
 
 def _lease_take(*, endpoint_id: str, owner: str) -> bool:
@@ -115,7 +135,7 @@ def signing_secrets(endpoint: WebhookEndpoint, *, at: datetime) -> list[str]:
     return secrets
 
 
-def delivery_attempt(*, delivery: WebhookDelivery) -> Answer:
+def delivery_attempt(*, delivery: WebhookDelivery, courier: Courier) -> Answer:
     """POST the delivery's event once, signed, and record what came of it."""
     endpoint, event = delivery.endpoint, delivery.event
     body = envelope_body(event)
@@ -127,13 +147,7 @@ def delivery_attempt(*, delivery: WebhookDelivery) -> Answer:
         body=body,
     )
     clock = time.perf_counter()
-    answer = webhook_post(
-        url=endpoint.url,
-        headers=headers,
-        body=body,
-        timeout=settings.METERLINE_WEBHOOK_TIMEOUT_SECONDS,
-        allow_private=settings.METERLINE_WEBHOOK_ALLOW_PRIVATE,
-    )
+    answer = courier.post(url=endpoint.url, headers=headers, body=body)
     duration_ms = round((time.perf_counter() - clock) * 1000)
     attempt_record(delivery=delivery, answer=answer, attempted_at=started, duration_ms=duration_ms)
     return answer
@@ -189,7 +203,8 @@ def _endpoint_run(
     """Count the events given up on in a row; disable the endpoint at the limit."""
     endpoints = WebhookEndpoint.objects.filter(pk=delivery.endpoint_id)
     if answer.delivered:
-        endpoints.filter(consecutive_failures__gt=0).update(consecutive_failures=0)
+        if delivery.endpoint.consecutive_failures:  # as read with the delivery
+            endpoints.update(consecutive_failures=0)
         return
     if not gave_up:
         return

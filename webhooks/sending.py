@@ -1,11 +1,11 @@
-"""One webhook POST: to the addresses checked for it, within the timeout, no redirects.
+"""Webhook POSTs: to the addresses checked for them, within the timeout, no redirects.
 
-The host is resolved once (webhooks/addresses.py checks every address), and the socket
-is connected to one of those very addresses; http.client then speaks over that socket,
-with the URL's host in the Host header and, for https, in the TLS server name (SNI) and
-the certificate check. So nothing resolves the name a second time, and a DNS answer
-that changes meanwhile cannot send the request elsewhere. A 3xx is an answer like any
-non-2xx: recorded, retried, never followed.
+For each connection the host is resolved once (webhooks/addresses.py checks every
+address), and the socket is connected to one of those very addresses; http.client then
+speaks over that socket, with the URL's host in the Host header and, for https, in the
+TLS server name (SNI) and the certificate check. So nothing resolves the name a second
+time, and a DNS answer that changes meanwhile cannot send the request elsewhere. A 3xx
+is an answer like any non-2xx: recorded, retried, never followed.
 """
 
 import http.client
@@ -15,7 +15,13 @@ import time
 from dataclasses import dataclass
 from functools import cache
 
-from webhooks.addresses import TargetRefused, address_problem, addresses_allowed, url_target
+from webhooks.addresses import (
+    Target,
+    TargetRefused,
+    address_problem,
+    addresses_allowed,
+    url_target,
+)
 
 # Of the receiver's answer only the status matters; the body is read this far, then dropped.
 BODY_READ_LIMIT = 64 * 1024
@@ -41,24 +47,92 @@ def tls_context() -> ssl.SSLContext:
 def webhook_post(
     *, url: str, headers: dict[str, str], body: bytes, timeout: float, allow_private: bool
 ) -> Answer:
-    """POST `body` to `url`; never raises for anything the network or the receiver does."""
-    deadline = time.monotonic() + timeout
+    """POST `body` to `url` once, on a connection of its own (see Courier)."""
+    courier = Courier(timeout=timeout, allow_private=allow_private)
     try:
-        target = url_target(url, allow_private=allow_private)
-        addresses = addresses_allowed(target, allow_private=allow_private)
-        sock = _connect(addresses, target.port, deadline, allow_private=allow_private)
-        return _exchange(sock, target, headers, body, deadline)
-    except TargetRefused as refused:
-        return Answer(None, f"refused: {refused}")
-    except TimeoutError:
+        return courier.post(url=url, headers=headers, body=body)
+    finally:
+        courier.close()
+
+
+class Courier:
+    """The POSTs of one endpoint's run, over one kept-alive connection while it lasts.
+
+    A connection is opened to an address just resolved and checked, and reused only for
+    the same URL's host and port; any failure closes it. A request that finds a reused
+    connection closed by the receiver meanwhile (it got no answer) is sent once more on
+    a new one. `post` never raises for anything the network or the receiver does.
+    """
+
+    def __init__(self, *, timeout: float, allow_private: bool) -> None:
+        self.timeout = timeout
+        self.allow_private = allow_private
+        self._connection: http.client.HTTPConnection | None = None
+        self._target: Target | None = None
+
+    def post(self, *, url: str, headers: dict[str, str], body: bytes) -> Answer:
+        deadline = time.monotonic() + self.timeout
+        try:
+            target = url_target(url, allow_private=self.allow_private)
+            reused = self._connection is not None and self._target == target
+            if not reused:
+                self._open(target, deadline)
+            try:
+                return self._exchange(target, headers, body, deadline)
+            except (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected):
+                if not reused:
+                    raise
+                self._open(target, deadline)
+                return self._exchange(target, headers, body, deadline)
+        except Exception as error:
+            self.close()
+            return _failure(error, self.timeout)
+
+    def close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+        self._connection = self._target = None
+
+    def _open(self, target: Target, deadline: float) -> None:
+        self.close()
+        addresses = addresses_allowed(target, allow_private=self.allow_private)
+        sock = _connect(addresses, target.port, deadline, allow_private=self.allow_private)
+        if target.scheme == "https":
+            sock.settimeout(_left(deadline))
+            sock = tls_context().wrap_socket(sock, server_hostname=target.host)
+        self._connection = http.client.HTTPConnection(target.host, target.port)
+        self._connection.sock = sock
+        self._target = target
+
+    def _exchange(
+        self, target: Target, headers: dict[str, str], body: bytes, deadline: float
+    ) -> Answer:
+        connection = self._connection
+        connection.sock.settimeout(_left(deadline))
+        sent = {**headers, "Content-Type": "application/json", "User-Agent": USER_AGENT}
+        connection.request("POST", target.path, body=body, headers=sent)
+        connection.sock.settimeout(_left(deadline))
+        response = connection.getresponse()
+        response.read(BODY_READ_LIMIT)
+        if not response.isclosed() or response.will_close:  # a body too long, or it said so
+            self.close()
+        return Answer(response.status, _error(response))
+
+
+def _failure(error: Exception, timeout: float) -> Answer:
+    """The attempt's error, as the operator reads it."""
+    if isinstance(error, TargetRefused):
+        return Answer(None, f"refused: {error}")
+    if isinstance(error, TimeoutError):
         return Answer(None, f"timed out after {timeout:g} s")
-    except ConnectionRefusedError:
+    if isinstance(error, ConnectionRefusedError):
         return Answer(None, "connection refused")
-    except ssl.SSLError as error:
+    if isinstance(error, ssl.SSLError):
         reason = getattr(error, "verify_message", None) or error.reason or error
         return Answer(None, f"TLS: {reason}")
-    except (OSError, http.client.HTTPException) as error:
+    if isinstance(error, OSError | http.client.HTTPException):
         return Answer(None, f"{type(error).__name__}: {error}")
+    raise error
 
 
 def _connect(
@@ -79,31 +153,6 @@ def _connect(
             raise TargetRefused(f"connected to {problem}")
         return sock
     raise last or OSError("no address to connect to")
-
-
-def _exchange(
-    sock: socket.socket, target, headers: dict[str, str], body: bytes, deadline: float
-) -> Answer:
-    connection = http.client.HTTPConnection(target.host, target.port)
-    try:
-        if target.scheme == "https":
-            sock.settimeout(_left(deadline))
-            sock = tls_context().wrap_socket(sock, server_hostname=target.host)
-        connection.sock = sock
-        sock.settimeout(_left(deadline))
-        sent = {
-            **headers,
-            "Content-Type": "application/json",
-            "User-Agent": USER_AGENT,
-            "Connection": "close",
-        }
-        connection.request("POST", target.path, body=body, headers=sent)
-        sock.settimeout(_left(deadline))
-        response = connection.getresponse()
-        response.read(BODY_READ_LIMIT)
-    finally:
-        connection.close()
-    return Answer(response.status, _error(response))
 
 
 def _error(response: http.client.HTTPResponse) -> str:

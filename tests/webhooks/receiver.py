@@ -4,7 +4,9 @@ given a server context).
 
 `answers` is a list of statuses given in turn (the last repeats), or a function of the
 request; `delay` holds each answer back. `most_at_once` is how many requests it ever
-had in hand at the same time (one in flight per endpoint means 1).
+had in hand at the same time (one in flight per endpoint means 1). `keep_alive` speaks
+HTTP/1.1 and keeps connections open (`connections` counts them); `hang_up` then closes
+each after its answer without saying so, as a receiver's idle timeout does.
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ class Receiver:
         delay: float = 0.0,
         headers: dict[str, str] | None = None,
         tls: ssl.SSLContext | None = None,
+        keep_alive: bool = False,
+        hang_up: bool = False,
     ) -> None:
         self.secrets: list[str] = [secret] if secret else []
         self.answers = answers or [200]
@@ -52,6 +56,8 @@ class Receiver:
         self.received: list[Received] = []
         self.in_hand = 0
         self.most_at_once = 0
+        self.connections = 0
+        self.keep_alive, self.hang_up = keep_alive, hang_up
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
@@ -115,6 +121,13 @@ class Receiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1" if receiver.keep_alive else "HTTP/1.0"
+
+            def setup(self) -> None:
+                super().setup()
+                with receiver._lock:
+                    receiver.connections += 1
+
             def do_POST(self) -> None:
                 with receiver._lock:
                     receiver.in_hand += 1
@@ -146,6 +159,8 @@ class Receiver:
                 self.send_header("Content-Length", "2")
                 self.end_headers()
                 self.wfile.write(b"ok")
+                if receiver.hang_up:
+                    self.close_connection = True
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass

@@ -230,3 +230,22 @@ def test_endpoints_get_their_types_of_every_account_from_their_creation_on(recei
     assert [r.webhook_id for r in hooks.delivered()] == [e.public_id for e in after]
     assert before.public_id not in {r.webhook_id for r in hooks.received}
     assert alerts.received == [] and disabled.received == []
+
+
+def test_a_run_keeps_one_connection_and_resends_once_on_one_the_receiver_hung_up(receiver):
+    kept = receiver(keep_alive=True)
+    hung_up = receiver(keep_alive=True, hang_up=True)
+    endpoint_for(kept, [OFFLINE])
+    endpoint_for(hung_up, [OFFLINE])
+    account = make_account()
+    events = [offline_event(account) for _ in range(4)]
+
+    deliver_all()
+
+    expected = [event.public_id for event in events]
+    assert [r.webhook_id for r in kept.delivered()] == expected
+    assert kept.connections == 1
+    # Each answer closed its connection unannounced; each event still came exactly once.
+    assert [r.webhook_id for r in hung_up.received] == expected
+    assert hung_up.connections == 4
+    assert set(WebhookAttempt.objects.values_list("number", flat=True)) == {1}
