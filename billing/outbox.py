@@ -57,7 +57,7 @@ def event_record(
 def webhooks_wake(task: str = FAN_OUT_TASK) -> None:
     """After a commit that wrote events: have the Celery worker deliver them now.
 
-    Writers that bulk-create events call `transaction.on_commit(webhooks_wake)` themselves.
+    Writers that bulk-create events call it after their commit (`events_told` does).
     Never blocks (project/task_wake.py); off with METERLINE_WEBHOOK_WAKE=0 (the unit tests,
     which have no broker).
     """
@@ -66,12 +66,17 @@ def webhooks_wake(task: str = FAN_OUT_TASK) -> None:
 
 
 def events_told(events: Iterable[Event]) -> None:
-    """Mark events told to their live listeners (after the commit that wrote them)."""
+    """Mark events told to their live listeners (after the commit that wrote them).
+
+    It also wakes the webhooks: writers that bulk-create events (rating's credit control)
+    call this after their commit, not event_record.
+    """
     ids = [event.pk for event in events]
     if ids:
         Event.objects.filter(pk__in=ids, published_at__isnull=True).update(
             published_at=timezone.now()
         )
+        webhooks_wake()
 
 
 def events_untold(*, now: datetime | None = None, limit: int = 500) -> list[Event]:

