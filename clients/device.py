@@ -19,6 +19,13 @@ its token was refused or its meter disabled (4401, 4403: `run` raises
 `Refused`). An `error` answers one refused reading, or several in its `errors`
 list. `Outcomes` records what it was answered.
 
+Given a list of URLs (the same service on several hosts), the device uses the first
+until it fails and then fails over to the next, in turn: when a connection cannot be
+opened, and when one is lost without the server closing it (the host went away, or
+websockets' keepalive ping went unanswered: `ping_interval` and `ping_timeout` say how
+soon that is noticed). A server that closes the connection itself (1012 and the rest)
+is reconnected to at the same URL, where its siblings share the port.
+
 The demo's simulator, the load generator and the integration tests use it.
 No Django here (protocol.py has no project imports): it talks to the server
 only as a device would.
@@ -34,7 +41,7 @@ import random
 import time
 import urllib.parse
 from collections import Counter
-from collections.abc import Awaitable, Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -155,7 +162,7 @@ class Device:
 
     def __init__(
         self,
-        url: str | None,
+        url: str | Sequence[str] | None,
         token: str | None = None,
         *,
         name: str = "device",
@@ -163,11 +170,16 @@ class Device:
         backoff: Backoff | None = None,
         outcomes: Outcomes | None = None,
         max_batch: int = MAX_BATCH,
+        on_open: Callable[[Device], None] | None = None,
         **options: Any,
     ) -> None:
-        """`url`: the device socket (see meters_url). `token`, if given, goes in the
-        Authorization header. `options` go to websockets' connect (max_size, ...)."""
-        self.url = url
+        """`url`: the device socket (see meters_url), or several to fail over between.
+        `token`, if given, goes in the Authorization header. `on_open` is called after each
+        connection the device opens, once what waited has been resent. `options` go to
+        websockets' connect (max_size, ping_interval, ...)."""
+        self.urls = [url] if isinstance(url, str) else list(url or ())
+        self.at = 0  # the index in urls of the one in use
+        self.on_open = on_open
         self.name = name
         self.resend_after = resend_after
         self.backoff = backoff or Backoff()
@@ -181,6 +193,16 @@ class Device:
         self._drained = asyncio.Event()
         self._drained.set()
         self._tasks: set[asyncio.Task] = set()
+
+    @property
+    def url(self) -> str | None:
+        """The URL in use (None for a connection opened elsewhere)."""
+        return self.urls[self.at] if self.urls else None
+
+    def fail_over(self) -> None:
+        """Use the next URL from now on (the first again after the last)."""
+        if self.urls:
+            self.at = (self.at + 1) % len(self.urls)
 
     @classmethod
     def over(cls, ws: ClientConnection, **kwargs: Any) -> Device:
@@ -383,6 +405,8 @@ class Device:
                 raise ConnectionError(f"{self.name}: the connection closed (close code {code})")
             self.outcomes.reconnects += 1
             failures = 0 if opened else failures + 1
+            if code is None:  # not opened, or lost without a close frame: try elsewhere
+                self.fail_over()
             if code == CLOSE_TOO_MANY:  # not at once: the server has had enough of this device
                 await asyncio.sleep(self.backoff.longest())
             elif code != CLOSE_SERVICE_RESTART:
@@ -402,6 +426,8 @@ class Device:
         try:
             if opened_here:
                 await self._resend(list(self.waiting), counted=True)
+                if self.on_open is not None:
+                    self.on_open(self)
             code = await self._serve(ws)
         finally:
             if opened_here:

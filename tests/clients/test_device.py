@@ -50,6 +50,13 @@ ANSWERS = {
     "errors": lambda ids: [refusals(ids)],
 }
 
+# The host going away: the connection dies without a close frame, at once ("drop") or
+# by going silent, pings unanswered ("freeze").
+DROPS = {
+    "drop": lambda transport: transport.abort(),
+    "freeze": lambda transport: transport.pause_reading(),
+}
+
 
 class FakeServer:
     def __init__(self, script: tuple[str | int, ...]) -> None:
@@ -73,6 +80,9 @@ class FakeServer:
             if isinstance(action, int):
                 await ws.close(action)
                 return
+            if action in DROPS:
+                DROPS[action](ws.transport)
+                continue
             for answer in ANSWERS[action](ids):
                 await ws.send(json.dumps(answer))
 
