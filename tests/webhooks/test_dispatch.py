@@ -2,15 +2,18 @@
 nobody else, and each endpoint has one request in flight however often it is kicked."""
 
 import threading
+from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 
 from billing.models import Event
 from billing.outbox import event_record
 from tests.factories import make_account
 from tests.webhooks.conftest import endpoint_for
-from webhooks.dispatch import deliveries_pump, dispatch_stop, endpoints_kick
-from webhooks.models import WebhookDelivery
+from webhooks.dispatch import deliveries_pump, dispatch_stop, endpoints_due, endpoints_kick
+from webhooks.fanout import events_fan_out
+from webhooks.models import WebhookDelivery, WebhookEndpoint
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -56,3 +59,18 @@ def test_a_slow_endpoint_delays_no_other_and_gets_one_request_at_a_time(receiver
     assert slow.most_at_once == 1
     dispatch_stop()
     assert set(WebhookDelivery.objects.values_list("status", flat=True)) == {"delivered"}
+
+
+def test_the_sweep_finds_endpoints_with_something_due_and_no_live_lease(receiver):
+    account = make_account()
+    due, leased, disabled, waiting = (
+        endpoint_for(receiver(), [Event.Type.METER_OFFLINE]) for _ in range(4)
+    )
+    event_record(type=Event.Type.METER_OFFLINE, account_id=account.id, data={}, live=False)
+    events_fan_out()
+    later = timezone.now() + timedelta(minutes=1)
+    WebhookEndpoint.objects.filter(pk=leased.pk).update(lease_owner="other", lease_until=later)
+    WebhookEndpoint.objects.filter(pk=disabled.pk).update(active=False)
+    WebhookDelivery.objects.filter(endpoint=waiting).update(next_attempt_at=later)
+
+    assert endpoints_due() == {due.id}
