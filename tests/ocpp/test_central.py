@@ -114,7 +114,7 @@ async def test_the_energy_between_sessions_is_not_billed(link, charge_point):
 
 
 async def test_unknown_transactions_are_recorded_and_answered_never_refused(link, charge_point):
-    for transaction_id in (-1, 0, 999_999, 2**40):
+    for transaction_id in (-1, 0, 999_999, 2**40, 10**30):
         assert await link.result("MeterValues", values(transaction_id, "5000", minutes=1)) == {}
         answer = await link.result(
             "StopTransaction", stop(transaction_id, 6000, minutes=2, idTag="X")
@@ -124,7 +124,8 @@ async def test_unknown_transactions_are_recorded_and_answered_never_refused(link
     recorded = await database_sync_to_async(
         lambda: list(UnknownTransactionMessage.objects.values_list("transaction_id", "action"))
     )()
-    assert len(recorded) == 9 and (-1, "MeterValues") in recorded
+    assert len(recorded) == 11 and (-1, "MeterValues") in recorded
+    assert (None, "StopTransaction") in recorded  # beyond 64 bits: in the payload only
     assert await charged(charge_point.meter) == 0
 
 

@@ -12,6 +12,7 @@ import pytest
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
+from django.test import Client
 
 from billing.credit_services import credit_add
 from billing.models import Account, Charge
@@ -19,7 +20,14 @@ from metering.models import ChargingSession
 from metering.ocpp.services import charging_session_stop
 from metering.services import meter_token_rotate, meter_update
 from protocol import account_devices_group
-from tests.consumers.conftest import dashboard, layer_emptied, rate_next_frame, websocket_app
+from tests.consumers.conftest import (
+    closed_with,
+    dashboard,
+    device,
+    layer_emptied,
+    rate_next_frame,
+    websocket_app,
+)
 from tests.factories import make_dashboard_key
 from tests.ocpp.conftest import ID_TAG, make_charge_point
 
@@ -229,3 +237,15 @@ async def test_the_meter_values_that_exhaust_the_credit_stop_the_session(charge_
     assert (await call(connected, "Authorize", {"idTag": ID_TAG}))[2]["idTagInfo"] == {
         "status": "Blocked"
     }
+
+
+async def test_a_charge_points_password_is_good_only_at_ocpp(charge_point):
+    """Else a device could send readings with a session's ids before the charge point."""
+    assert await closed_with(device(charge_point.password)) == 4401
+    ingest = await database_sync_to_async(Client().post)(
+        f"/api/v1/meters/{charge_point.meter.id}/readings/",
+        {"readings": []},
+        content_type="application/json",
+        headers={"Authorization": f"Bearer {charge_point.password}"},
+    )
+    assert ingest.status_code == 401

@@ -4,17 +4,19 @@ Garbage, JSON of any shape, calls of every action with payloads mutated from val
 (keys dropped, values of any type, huge and negative ids, odd timestamps), answers to
 calls never made. After each example the connection must still answer a Heartbeat,
 everything it sent must be well-formed OCPP-J, and the meter must have no reading.
-The charge point's account has no id tags, so no session of its is billed.
+Every call that has a unique id gets exactly one answer. The charge point's account
+has no id tags, so no session of its is billed.
 """
 
 import base64
 import json
 import uuid
+from collections import Counter
 
 import pytest
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
 from metering.models import IdTag, Reading
@@ -75,10 +77,18 @@ keys = st.sampled_from(
 )  # fmt: skip
 
 
+# Transaction ids and registers of every size: Meterline's, unknown ones, -1, beyond
+# 32 and 64 bits.
+numbers = st.integers() | st.sampled_from([-1, 0, 1, 2**31 - 1, 2**31, 2**63, 10**30, -(10**30)])
+
+
 @st.composite
 def mutated(draw) -> tuple[str, dict]:
     action = draw(st.sampled_from(sorted(VALID)))
     payload = json.loads(json.dumps(VALID[action]))
+    for name in ("transactionId", "meterStart", "meterStop", "connectorId"):
+        if name in payload and draw(st.booleans()):
+            payload[name] = draw(numbers)
     for _ in range(draw(st.integers(0, 3))):
         how = draw(st.sampled_from(["drop", "set", "sample"]))
         if how == "drop" and payload:
@@ -123,6 +133,23 @@ def charge_point_without_tags():
     return made
 
 
+def to_be_answered(text: str) -> str | None:
+    """The unique id a frame must be answered to (OCPP-J: a call, or a frame of any other
+    type but 3 and 4 that has an id, answered FormationViolation), or None."""
+    try:
+        frame = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(frame, list) or len(frame) < 3:
+        return None
+    unique_id = frame[1]
+    if not isinstance(unique_id, str) or not 1 <= len(unique_id) <= 36:
+        return None
+    if type(frame[0]) is int and frame[0] in (3, 4):
+        return None
+    return unique_id
+
+
 def well_formed(frame: list) -> bool:
     if frame[0] == 3:
         return len(frame) == 3 and isinstance(frame[1], str) and isinstance(frame[2], dict)
@@ -135,7 +162,14 @@ def well_formed(frame: list) -> bool:
     )
 
 
+BEYOND_64_BITS = [
+    json.dumps([2, "s", "StopTransaction", {**VALID["StopTransaction"], "transactionId": 10**30}]),
+    json.dumps([2, "m", "MeterValues", {**VALID["MeterValues"], "transactionId": 2**63}]),
+]
+
+
 @FUZZ
+@example(sent=BEYOND_64_BITS)  # once recorded into a 64-bit column, and never answered
 @given(sent=st.lists(frames, min_size=1, max_size=8))
 async def test_fuzzed_frames_never_crash_the_connection_nor_charge(sent):
     await layer_emptied()
@@ -153,12 +187,16 @@ async def test_fuzzed_frames_never_crash_the_connection_nor_charge(sent):
         await client.send_input({"type": "websocket.receive", "text": frame})
     probe = uuid.uuid4().hex
     await client.send_to(text_data=json.dumps([2, probe, "Heartbeat", {}]))
-    while True:
+    answered = Counter()
+    while True:  # calls are answered in order: all of them come before the probe's
         answer = json.loads(await client.receive_from(timeout=10))
         assert well_formed(answer), answer
         if answer[1] == probe:
             assert answer[0] == 3 and "currentTime" in answer[2]
             break
+        answered[answer[1]] += 1
         event(f"answered {answer[2] if answer[0] == 4 else sorted(answer[2])}")
     await client.disconnect()
+    expected = Counter(uid for uid in map(to_be_answered, sent) if uid is not None)
+    assert answered == expected, "every call answered once, nothing else"
     assert not await database_sync_to_async(Reading.objects.filter(meter=made.meter).exists)()
