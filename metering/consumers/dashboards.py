@@ -62,6 +62,10 @@ class DashboardConsumer(ConnectionGauge, HotPathDispatch, AsyncWebsocketConsumer
     # The account's event number a refresh ago: what should have arrived by now.
     committed_before = 0
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.timers: dict[str, asyncio.TimerHandle] = {}  # message type -> pending wake-up
+
     async def __call__(self, scope, receive, send):
         try:
             await super().__call__(scope, receive, send)
@@ -73,10 +77,6 @@ class DashboardConsumer(ConnectionGauge, HotPathDispatch, AsyncWebsocketConsumer
                 seats[self.credential] -= 1
                 if seats[self.credential] <= 0:
                     del seats[self.credential]
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.timers: dict[str, asyncio.TimerHandle] = {}  # message type -> pending wake-up
 
     async def connect(self):
         self.account_id = self.scope["url_route"]["kwargs"]["account_id"]
