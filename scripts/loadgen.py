@@ -4,6 +4,7 @@
         --devices 20 --batch 100 --in-flight 4 --seconds 10
     python scripts/loadgen.py --url http://127.0.0.1:8000 --key <operator key> \
         --devices 20 --rate 1000 --dashboard --seconds 60
+    python scripts/loadgen.py ... --credit-control    # the same load on a prepaid account
 
 Provisions one account, a per-unit tariff and N delta meters through the REST
 API. Without --rate, each device keeps `--in-flight` unacked frames of
@@ -12,6 +13,12 @@ API. Without --rate, each device keeps `--in-flight` unacked frames of
 that many readings/s (open loop), and with --dashboard one dashboard socket
 watches the account, to time each reading from its send to its charge event.
 Several --url (daphne processes) spread the devices over them, round robin.
+
+With --credit-control the account is also prepaid (CONTRACT.md section 6): a
+credit no run can spend, a cut-off line at 0 and three alerts (spend_above,
+usage_above, balance_below) that every batch evaluates and none reaches, so the
+same load with and without it prices credit control. At the end its balance must
+be the credit less the charged total, not cut off, and no alert fired.
 
 Devices are clients/device.py's, doing what the contract asks of them: readings
 answered `busy` are resent after `retry_after_ms`, readings without an answer
@@ -34,6 +41,7 @@ import sys
 import time
 import urllib.request
 from collections import Counter
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -55,6 +63,15 @@ DASHBOARD_GRACE = 10.0
 # Default cap of unacked frames per device with --rate: the server's own
 # METERLINE_MAX_IN_FLIGHT, beyond which it would answer `busy` anyway.
 PACED_IN_FLIGHT = 32
+# --credit-control: a credit no run can spend (a 15 s run at 15,000 readings/s charges
+# about 56,000), and thresholds no run reaches, checked on every charge all the same.
+CREDIT = Decimal("1000000000")
+CUTOFF_AT = "0"
+ALERTS = (
+    ("spend_above", "500000000"),
+    ("usage_above", "1000000000"),
+    ("balance_below", "100000000"),
+)
 
 
 def api(base: str, key: str, method: str, path: str, body: dict | None = None) -> dict:
@@ -98,8 +115,11 @@ class LoadDevice:
     """One meter sending new frames, closed loop or paced; its clients.device.Device
     settles the answers and resends what needs it."""
 
-    def __init__(self, url: str, token: str, index: int, args, stats: Stats) -> None:
-        self.device = Device(
+    def __init__(
+        self, url: str, token: str, index: int, args, stats: Stats, device_class=Device
+    ) -> None:
+        """`device_class`: Device or a subclass that also listens to other messages."""
+        self.device = device_class(
             url,
             token,
             name=f"device {index}",
@@ -112,11 +132,27 @@ class LoadDevice:
         self.stats = stats
         self.window = asyncio.Semaphore(args.in_flight)
         self.next_seq = 0
+        self.answered = asyncio.Event()
 
-    async def run(self, started: float) -> None:
+    async def run(self, started: float, *, listen_until: asyncio.Event | None = None) -> None:
+        """Send until the deadline, then wait for the last answers. With `listen_until`,
+        stay connected after them until it is set: what the server sends later (a
+        cut-off, say) is still heard. `answered` is set once the answers are in."""
         sending = self.send_paced(started) if self.args.rate else self.send_closed_loop()
+        if listen_until is not None:
+            sending = self.listen_after(sending, listen_until)
         await self.device.run(sending, drain_timeout=DRAIN_TIMEOUT)
         self.stats.unanswered += len(self.device.waiting)
+        self.answered.set()
+
+    async def listen_after(self, sending: Awaitable[None], until: asyncio.Event) -> None:
+        await sending
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + DRAIN_TIMEOUT
+        while self.device.waiting and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        self.answered.set()
+        await until.wait()
 
     async def send_closed_loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -155,13 +191,16 @@ class LoadDevice:
 
 
 class Dashboard:
-    """The account's dashboard socket: when each reading id first shows in a charge event."""
+    """The account's dashboard socket: when each reading id first shows in a charge event,
+    and when each alert (by its event id: told at least once) first arrives."""
 
     def __init__(self, ws) -> None:
         self.ws = ws
         self.seen: dict[str, float] = {}
         self.repeated = 0  # reading ids in more than one charge event
         self.kinds: Counter = Counter()
+        self.alerts: dict[str, tuple[float, dict]] = {}  # event id -> (first seen, alert)
+        self.alerts_repeated = 0
 
     async def read(self) -> None:
         loop = asyncio.get_running_loop()
@@ -169,6 +208,8 @@ class Dashboard:
             message = json.loads(raw)
             now = loop.time()
             self.kinds[message.get("type")] += 1
+            if message.get("type") == "alert":
+                self.alert_seen(message, now)
             if message.get("type") != "charge":
                 continue
             for rid in message.get("reading_ids", []):
@@ -177,51 +218,80 @@ class Dashboard:
                 else:
                     self.seen[rid] = now
 
+    def alert_seen(self, message: dict, now: float) -> None:
+        if message["id"] in self.alerts:
+            self.alerts_repeated += 1
+        else:
+            self.alerts[message["id"]] = (now, message)
+
     async def wait_for(self, ids: set[str], timeout: float) -> None:
         deadline = asyncio.get_running_loop().time() + timeout
         while not ids <= self.seen.keys() and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.1)
 
 
+def account_create(base: str, key: str, name: str = "load") -> dict:
+    body = {"name": name, "currency": "EUR", "timezone": "UTC"}
+    return api(base, key, "POST", "/api/v1/accounts/", body)
+
+
+def tariff_create(base: str, key: str, unit_price: Decimal) -> dict:
+    body = {
+        "name": "load",
+        "currency": "EUR",
+        "unit": "kWh",
+        "billing_period": "month",
+        "model": "per_unit",
+        "unit_price": str(unit_price),
+    }
+    return api(base, key, "POST", "/api/v1/tariffs/", body)
+
+
+def meter_create(base: str, key: str, *, account: str, tariff: str, name: str) -> str:
+    """A delta meter; its device token."""
+    body = {"account": account, "tariff": tariff, "name": name, "kind": "delta"}
+    return api(base, key, "POST", "/api/v1/meters/", body | {"rollover_at": None})["token"]
+
+
 def provision(base: str, key: str, devices: int) -> tuple[dict, list[str]]:
-    account = api(
-        base,
-        key,
-        "POST",
-        "/api/v1/accounts/",
-        {"name": "load", "currency": "EUR", "timezone": "UTC"},
-    )
-    tariff = api(
-        base,
-        key,
-        "POST",
-        "/api/v1/tariffs/",
-        {
-            "name": "load",
-            "currency": "EUR",
-            "unit": "kWh",
-            "billing_period": "month",
-            "model": "per_unit",
-            "unit_price": str(UNIT_PRICE),
-        },
-    )
+    account = account_create(base, key)
+    tariff = tariff_create(base, key, UNIT_PRICE)
     tokens = [
-        api(
-            base,
-            key,
-            "POST",
-            "/api/v1/meters/",
-            {
-                "account": account["id"],
-                "tariff": tariff["id"],
-                "name": f"m{i}",
-                "kind": "delta",
-                "rollover_at": None,
-            },
-        )["token"]
+        meter_create(base, key, account=account["id"], tariff=tariff["id"], name=f"m{i}")
         for i in range(devices)
     ]
     return account, tokens
+
+
+def credit_add(base: str, key: str, account: str, amount: Decimal, idempotency_key: str) -> dict:
+    """A credit (CONTRACT.md section 6): the ledger entry, with its balance_after."""
+    body = {"amount": str(amount), "description": "load", "idempotency_key": idempotency_key}
+    return api(base, key, "POST", f"/api/v1/accounts/{account}/credits/", body)
+
+
+def credit_control_arm(base: str, key: str, account: str) -> None:
+    """--credit-control: prepaid, with a cut-off line and three alerts, none ever reached."""
+    credit_add(base, key, account, CREDIT, "load-credit")
+    api(base, key, "PATCH", f"/api/v1/accounts/{account}/", {"cutoff_at": CUTOFF_AT})
+    for kind, threshold in ALERTS:
+        body = {"kind": kind, "threshold": threshold, "meter": None}
+        api(base, key, "POST", f"/api/v1/accounts/{account}/alerts/", body)
+
+
+def credit_control_check(base: str, key: str, account: str, total: Decimal) -> tuple[dict, list]:
+    """After a --credit-control run: the balance, the cut-off and the alerts; problems."""
+    balance = api(base, key, "GET", f"/api/v1/accounts/{account}/balance/")
+    alerts = api(base, key, "GET", f"/api/v1/accounts/{account}/alerts/")
+    fired = [alert["kind"] for alert in alerts if alert["last_fired_at"] is not None]
+    found = {"balance": balance["balance"], "cut_off": balance["cut_off"], "fired": fired}
+    problems = []
+    if Decimal(balance["balance"]) != CREDIT - total:
+        problems.append(f"balance {balance['balance']} != {CREDIT} - {total}")
+    if balance["cut_off"]:
+        problems.append("the account was cut off")
+    if fired or len(alerts) != len(ALERTS):
+        problems.append(f"alerts fired: {fired} (of {len(alerts)})")
+    return found | {"ok": not problems}, problems
 
 
 async def open_dashboard(
@@ -252,15 +322,14 @@ def settled_total(base: str, key: str, account: str, expected: Decimal) -> Decim
         time.sleep(0.5)
 
 
-async def run(args) -> dict:
-    bases = [url.rstrip("/") for url in args.url]
-    account, tokens = provision(bases[0], args.key, args.devices)
-    stats = Stats()
+async def stream(args, bases: list[str], account: str, tokens: list[str], stats: Stats) -> dict:
+    """Connect the devices (and the dashboard), stream until the deadline and every answer
+    is in; the wall and client CPU time it took and what the dashboard saw."""
     loop = asyncio.get_running_loop()
     async with contextlib.AsyncExitStack() as sockets:
         dashboard = None
         if args.dashboard:
-            dashboard = await open_dashboard(sockets, bases[0], args.key, account["id"])
+            dashboard = await open_dashboard(sockets, bases[0], args.key, account)
             dashboard_reader = asyncio.create_task(dashboard.read())
         devices = []
         for index, token in enumerate(tokens):
@@ -282,23 +351,29 @@ async def run(args) -> dict:
         if dashboard is not None:
             await dashboard.wait_for(set(stats.acked), DASHBOARD_GRACE)
             dashboard_reader.cancel()
-            latencies = [
-                dashboard.seen[rid] - stats.sent[rid]
-                for rid in stats.acked
-                if rid in dashboard.seen
-            ]
-            dashboard_result = {
-                "readings_seen": len(dashboard.seen),
-                "missing": len(stats.acked.keys() - dashboard.seen.keys()),
-                "repeated": dashboard.repeated,
-                "events": dict(dashboard.kinds),
-                "charge_ms": percentiles_ms(latencies),
-            }
+            dashboard_result = dashboard_outcome(dashboard, stats)
+    return {"elapsed": elapsed, "client_cpu": client_cpu, "dashboard": dashboard_result}
 
-    answered = len(stats.acked)
+
+def dashboard_outcome(dashboard: Dashboard, stats: Stats) -> dict:
+    latencies = [
+        dashboard.seen[rid] - stats.sent[rid] for rid in stats.acked if rid in dashboard.seen
+    ]
+    return {
+        "readings_seen": len(dashboard.seen),
+        "missing": len(stats.acked.keys() - dashboard.seen.keys()),
+        "repeated": dashboard.repeated,
+        "alerts": len(dashboard.alerts),
+        "events": dict(dashboard.kinds),
+        "charge_ms": percentiles_ms(latencies),
+    }
+
+
+def run_problems(
+    stats: Stats, *, total: Decimal, expected: Decimal, dashboard: dict | None
+) -> list[str]:
+    """What makes the run fail: anything but every reading acked and charged once."""
     errors = [*stats.errors.values(), *stats.frame_errors]
-    expected = answered * UNIT_PRICE
-    total = settled_total(bases[0], args.key, account["id"], expected)
     problems = []
     if total != expected:
         problems.append(f"charged total {total} != {expected} for the readings acked")
@@ -308,36 +383,65 @@ async def run(args) -> dict:
         problems.append(f"{len(errors)} errors, first {errors[0]}")
     if stats.reconnects:
         problems.append(f"devices reconnected {stats.reconnects} times ({stats.close_codes})")
-    if not answered:
+    if not stats.acked:
         problems.append("no reading was acked")
-    if dashboard_result and dashboard_result["missing"]:
-        problems.append(f"the dashboard missed {dashboard_result['missing']} acked readings")
+    if dashboard and dashboard["missing"]:
+        problems.append(f"the dashboard missed {dashboard['missing']} acked readings")
+    if dashboard and dashboard["alerts"]:
+        problems.append(f"the dashboard was told {dashboard['alerts']} alerts")
+    return problems
+
+
+def stats_figures(stats: Stats, seconds: float) -> dict:
+    """The devices' figures of the run: throughput, latency, resends, answers."""
     return {
-        "mode": "paced" if args.rate else "closed",
-        "devices": args.devices,
-        "batch": args.batch,
-        "in_flight": args.in_flight,
-        "rate": args.rate,
-        "seconds": args.seconds,
-        "daphnes": len(bases),
-        "elapsed_s": round(elapsed, 3),
         "sent": len(stats.sent),
         "frames": stats.frames,
-        "answered": answered,
-        "readings_per_s": round(stats.answered_in_window() / args.seconds, 1),
-        "sent_per_s": round(len(stats.sent) / args.seconds, 1),
+        "answered": len(stats.acked),
+        "readings_per_s": round(stats.answered_in_window() / seconds, 1),
+        "sent_per_s": round(len(stats.sent) / seconds, 1),
         "ack_ms": percentiles_ms(stats.latencies()),
         "duplicates": stats.duplicates,
         "busy": stats.busy_readings,
         "resent_unanswered": stats.resent,
         "late_answers": stats.late,
         "unanswered": stats.unanswered,
-        "errors": len(errors),
+        "errors": len(stats.errors) + len(stats.frame_errors),
         "other_answers": dict(stats.others),
-        "dashboard": dashboard_result,
+    }
+
+
+async def run(args) -> dict:
+    bases = [url.rstrip("/") for url in args.url]
+    account, tokens = provision(bases[0], args.key, args.devices)
+    if args.credit_control:
+        credit_control_arm(bases[0], args.key, account["id"])
+    stats = Stats()
+    streamed = await stream(args, bases, account["id"], tokens, stats)
+    answered = len(stats.acked)
+    expected = answered * UNIT_PRICE
+    total = settled_total(bases[0], args.key, account["id"], expected)
+    problems = run_problems(stats, total=total, expected=expected, dashboard=streamed["dashboard"])
+    credit = None
+    if args.credit_control:
+        credit, more = credit_control_check(bases[0], args.key, account["id"], total)
+        problems += more
+    return {
+        "mode": "paced" if args.rate else "closed",
+        "credit_control": args.credit_control,
+        "devices": args.devices,
+        "batch": args.batch,
+        "in_flight": args.in_flight,
+        "rate": args.rate,
+        "seconds": args.seconds,
+        "daphnes": len(bases),
+        "elapsed_s": round(streamed["elapsed"], 3),
+        **stats_figures(stats, args.seconds),
+        "dashboard": streamed["dashboard"],
+        "credit": credit,
         "total": str(total),
         "expected_total": f"{expected:.6f}",
-        "client_cpu_s": round(client_cpu, 3),
+        "client_cpu_s": round(streamed["client_cpu"], 3),
         "problems": problems,
         "ok": not problems,
     }
@@ -366,6 +470,12 @@ def summary(result: dict) -> str:
             f"; dashboard p50 {charge['p50']} ms p99 {charge['p99']} ms, "
             f"missed {dash['missing']}, repeated {dash['repeated']}"
         )
+    if result["credit"]:
+        credit = result["credit"]
+        line += (
+            f"; credit control: balance {credit['balance']}, cut off {credit['cut_off']}, "
+            f"alerts fired {credit['fired'] or 'none'}"
+        )
     for problem in result["problems"]:
         line += f"\n  PROBLEM: {problem}"
     return line
@@ -383,6 +493,11 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=None, help="readings/s of all devices")
     parser.add_argument("--dashboard", action="store_true", help="watch the account's charges")
     parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument(
+        "--credit-control",
+        action="store_true",
+        help="a prepaid account with a cut-off line and three alerts that never fire",
+    )
     args = parser.parse_args()
     if args.rate:
         args.batch = 1
