@@ -3,6 +3,8 @@
 Each answer is rendered by the output serializer its `extend_schema` names.
 """
 
+import re
+
 from django.http import Http404
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
@@ -97,6 +99,10 @@ class DashboardKeysApi(APIView):
         return Response(DashboardKeyCreatedOut(created).data, status=status.HTTP_201_CREATED)
 
 
+# A dashboard key's id: ASCII digits, few enough for a 64-bit integer.
+KEY_ID = re.compile(r"[0-9]{1,18}")
+
+
 class DashboardKeyDetailApi(APIView):
     @extend_schema(
         operation_id="dashboard_key_revoke",
@@ -108,7 +114,7 @@ class DashboardKeyDetailApi(APIView):
         responses={204: None, **NOT_FOUND},
     )
     def delete(self, request: Request, key_id: str) -> Response:
-        if not key_id.isdecimal():  # ids are numbers: anything else names no key
+        if not KEY_ID.fullmatch(key_id):  # ids are numbers the database holds: else no key
             raise Http404
         key = get_object_or_404(DashboardKey, pk=int(key_id))
         dashboard_key_revoke(key=key, at=timezone.now())

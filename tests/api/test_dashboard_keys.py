@@ -53,7 +53,7 @@ def test_revoking_a_key_answers_204_once_and_for_all(api):
     assert api.get(keys_path(account.id)).json()["results"] == [listed]
 
 
-@pytest.mark.parametrize("key_id", ["999999", "dbk_x", "-1", "1.0"])
+@pytest.mark.parametrize("key_id", ["999999", "dbk_x", "-1", "1.0", "\u0663", "9" * 30], ids=repr)
 def test_revoking_an_unknown_key_is_404(api, key_id):
     response = api.delete(f"/api/v1/dashboard-keys/{key_id}/")
     assert response.status_code == 404
