@@ -2,7 +2,6 @@
 its amount so far grows with each MeterValues, and it shows completed, without a reload."""
 
 import asyncio
-import threading
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -16,6 +15,7 @@ from tests.integration.test_browser import (
     CHROMIUM,
     CHROMIUM_ARGS,
     UI_TIMEOUT_MS,
+    DeviceThread,
     make_member,
     sign_in,
 )
@@ -23,25 +23,17 @@ from tests.integration.test_browser import (
 pytestmark = pytest.mark.integration
 
 
-class Charger(threading.Thread):
-    """A charge point in a loop of its own: a session of 2 then 5 kWh, stopped on `stop`."""
+class Charger(DeviceThread):
+    """A charge point in a loop of its own (test_browser's thread, charging instead of
+    streaming): a session of 2 then 5 kWh, `delivered` once charged, stopped on `release`."""
 
     def __init__(self, stack, cp_id: str, password: str) -> None:
-        super().__init__(daemon=True)
-        self.stack, self.cp_id, self.password = stack, cp_id, password
-        self.charged, self.stop = threading.Event(), threading.Event()
-        self.error: BaseException | None = None
+        super().__init__(stack, password, readings=[])
+        self.cp_id = cp_id
 
-    def run(self) -> None:
-        try:
-            asyncio.run(self._charge())
-        except BaseException as error:
-            self.error = error
-            self.charged.set()
-
-    async def _charge(self) -> None:
+    async def _stream(self) -> None:
         t0 = datetime.now(UTC) - timedelta(minutes=5)
-        async with charge_point(self.stack.http_base, self.cp_id, self.password) as cp:
+        async with charge_point(self.stack.http_base, self.cp_id, self.token) as cp:
             start = call.StartTransaction(1, "04A2B3C4", 10_000, timestamp(t0))
             tid = (await cp.call(start)).transaction_id
             await cp.call(call.StatusNotification(1, "NoError", "Charging"))
@@ -50,8 +42,8 @@ class Charger(threading.Thread):
                 await cp.call(
                     call.MeterValues(1, [register(wh, t0 + timedelta(minutes=minutes))], tid)
                 )
-            self.charged.set()
-            while not self.stop.is_set():
+            self.delivered.set()
+            while not self.release.is_set():
                 await asyncio.sleep(0.1)
             await cp.call(call.StopTransaction(15_000, timestamp(t0 + timedelta(minutes=3)), tid))
 
@@ -76,14 +68,14 @@ def test_a_charging_session_counts_up_on_the_dashboard(stack):
             charger = Charger(stack, cp_id, meter["token"])
             charger.start()
             try:
-                assert charger.charged.wait(60) and charger.error is None, charger.error
+                assert charger.delivered.wait(60) and charger.outcome is None, charger.outcome
                 amount = page.locator("#charging tbody tr td.num").nth(1)
                 # 5 kWh from meterStart at 0.40, added up from the charge events.
                 expect(amount).to_have_attribute("data-value", "2.000000", timeout=UI_TIMEOUT_MS)
                 expect(page.locator("#charging tbody tr td").first).to_have_text("1 · Charging")
                 page.screenshot(path=str(ARTIFACTS / "dashboard-charging.png"), full_page=True)
             finally:
-                charger.stop.set()
+                charger.release.set()
                 charger.join(30)
             expect(amount).to_contain_text("(completed)", timeout=UI_TIMEOUT_MS)
             assert errors == [], errors
