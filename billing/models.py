@@ -195,7 +195,8 @@ class InvoiceLine(models.Model):
 
 
 class AccountMember(models.Model):
-    """A user who may sign in and watch the account's dashboard (staff see every account)."""
+    """A user who may sign in and watch the account's dashboard (users with the view permission
+    on accounts, and superusers, see every account)."""
 
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"

@@ -49,7 +49,7 @@ async def rated(client, reading_id: str, quantity: str) -> dict:
 
 
 async def test_the_charge_that_crosses_cuts_off_every_device_of_the_account():
-    account, [(_, streaming), (_, idle)] = await prepaid("3")
+    _, [(_, streaming), (_, idle)] = await prepaid("3")
     sender, other = device(streaming), device(idle)
     for client in (sender, other):
         assert (await client.connect())[0]
