@@ -6,33 +6,19 @@ attempts are records of what was sent: shown, never edited, and a delivery can b
 resent (pending again, due now, its retry schedule afresh). Secrets are never shown.
 """
 
-from typing import Any
-
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 
+from billing.admin import ReadOnlyMixin
 from billing.outbox import SWEEP_TASK, webhooks_wake
 from webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from webhooks.services import webhook_endpoint_update
 
 
-class RecordMixin:
-    """Viewable, but no add, change or delete: what was sent stays as it was sent."""
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-
 @admin.register(WebhookEndpoint)
-class WebhookEndpointAdmin(RecordMixin, admin.ModelAdmin):
+class WebhookEndpointAdmin(ReadOnlyMixin, admin.ModelAdmin):
     list_display = ["id", "url", "active", "disabled_reason", "consecutive_failures", "created_at"]
     list_filter = ["active"]
     search_fields = ["=id", "url"]
@@ -63,7 +49,7 @@ class WebhookEndpointAdmin(RecordMixin, admin.ModelAdmin):
         self.message_user(request, f"{len(queryset)} endpoint(s) disabled.", messages.SUCCESS)
 
 
-class WebhookAttemptInline(RecordMixin, admin.TabularInline):
+class WebhookAttemptInline(ReadOnlyMixin, admin.TabularInline):
     model = WebhookAttempt
     fields = ["number", "attempted_at", "status_code", "error", "duration_ms", "delivered_at"]
     readonly_fields = fields
@@ -72,7 +58,7 @@ class WebhookAttemptInline(RecordMixin, admin.TabularInline):
 
 
 @admin.register(WebhookDelivery)
-class WebhookDeliveryAdmin(RecordMixin, admin.ModelAdmin):
+class WebhookDeliveryAdmin(ReadOnlyMixin, admin.ModelAdmin):
     list_display = [
         "id",
         "event_public_id",

@@ -38,8 +38,8 @@ from webhooks.signing import webhook_headers
 
 logger = logging.getLogger(__name__)
 
-# Longer than one attempt may take (the 10 s timeout), renewed before an attempt once a
-# third of it has passed.
+# At least three times as long as one attempt may take (METERLINE_WEBHOOK_TIMEOUT_SECONDS),
+# renewed before an attempt once a third of it has passed.
 LEASE = timedelta(seconds=30)
 # Deliveries read from an endpoint's queue at once, then sent in order while each succeeds.
 BATCH = 20
@@ -73,7 +73,7 @@ def _due_send(*, endpoint_id: str, owner: str, stop: threading.Event | None) -> 
             for delivery in batch:
                 if stop is not None and stop.is_set():
                     return attempts
-                if time.monotonic() - renewed > LEASE.total_seconds() / 3:
+                if time.monotonic() - renewed > _lease().total_seconds() / 3:
                     if not _lease_take(endpoint_id=endpoint_id, owner=owner):
                         return attempts
                     renewed = time.monotonic()
@@ -109,9 +109,13 @@ def _lease_take(*, endpoint_id: str, owner: str) -> bool:
     now = timezone.now()
     free = Q(lease_until__isnull=True) | Q(lease_until__lt=now) | Q(lease_owner=owner)
     taken = WebhookEndpoint.objects.filter(free, pk=endpoint_id, active=True).update(
-        lease_owner=owner, lease_until=now + LEASE
+        lease_owner=owner, lease_until=now + _lease()
     )
     return bool(taken)
+
+
+def _lease() -> timedelta:
+    return max(LEASE, 3 * timedelta(seconds=settings.METERLINE_WEBHOOK_TIMEOUT_SECONDS))
 
 
 def _lease_release(*, endpoint_id: str, owner: str) -> None:

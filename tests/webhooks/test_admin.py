@@ -53,3 +53,16 @@ def test_pages_render_without_secrets_and_resend_sends_again(admin_client, recei
         (1, 500),
         (2, 200),
     ]
+
+
+def test_endpoints_are_disabled_and_enabled_from_the_admin(admin_client, receiver):
+    endpoint = endpoint_for(receiver(), [Event.Type.METER_OFFLINE])
+    page = reverse("admin:webhooks_webhookendpoint_changelist")
+
+    admin_client.post(page, {"action": "disable", "_selected_action": [endpoint.pk]})
+    endpoint.refresh_from_db()
+    assert not endpoint.active and "disabled by the operator" in endpoint.disabled_reason
+
+    admin_client.post(page, {"action": "enable", "_selected_action": [endpoint.pk]})
+    endpoint.refresh_from_db()
+    assert (endpoint.active, endpoint.disabled_reason) == (True, "")
