@@ -13,6 +13,8 @@ from billing.outbox import event_record
 from project.metrics import WEBHOOK_DELIVERED, WEBHOOK_FAILED
 from tests.factories import make_account
 from tests.webhooks.conftest import deliver_all, endpoint_for
+from webhooks.delivery import endpoint_deliver
+from webhooks.fanout import events_fan_out
 from webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 
 pytestmark = pytest.mark.django_db
@@ -249,3 +251,22 @@ def test_a_run_keeps_one_connection_and_resends_once_on_one_the_receiver_hung_up
     assert [r.webhook_id for r in hung_up.received] == expected
     assert hung_up.connections == 4
     assert set(WebhookAttempt.objects.values_list("number", flat=True)) == {1}
+
+
+def test_only_the_holder_of_an_endpoints_lease_sends_to_it(receiver):
+    hooks = receiver()
+    endpoint = endpoint_for(hooks, [OFFLINE])
+    offline_event(make_account())
+    events_fan_out()
+    # Another worker is sending to it (a process that died would hold it until it expires).
+    later = timezone.now() + timedelta(seconds=30)
+    WebhookEndpoint.objects.filter(pk=endpoint.pk).update(lease_owner="other", lease_until=later)
+
+    assert endpoint_deliver(endpoint_id=endpoint.id, owner="me") == 0
+    assert hooks.received == []
+
+    WebhookEndpoint.objects.filter(pk=endpoint.pk).update(lease_until=timezone.now())
+    assert endpoint_deliver(endpoint_id=endpoint.id, owner="me") == 1
+    assert len(hooks.delivered()) == 1
+    endpoint.refresh_from_db()
+    assert (endpoint.lease_owner, endpoint.lease_until) == ("", None)  # given back
