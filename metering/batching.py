@@ -8,6 +8,16 @@ meanwhile wait and go together in the next batch as soon as a batch is
 answered (group commit). An idle system sends a lone frame at once; a busy
 one sends larger batches, never more messages.
 
+Pipelining: an account may have up to `METERLINE_ACCOUNT_BATCHES_IN_FLIGHT`
+of those batches out, so that its next batch already waits at a worker while
+the one before commits, rather than behind its answer. The account lock
+orders them in the workers, and the event numbers dashboards sort by are
+taken under it, so two batches of an account commit one after the other in
+either order. Delta usage adds up the same in any order; a register does not
+(a cumulative meter's usage is the increase over the register before it, and
+a decrease is refused), so the frames of a meter that sends registers still
+go one batch at a time, in the order they came.
+
 A worker answers a batch with one message on this process's own channel,
 and the answers are handed to the device connections here. A batch whose
 answer never comes (the layer lost it, or its worker died) frees its place
@@ -27,7 +37,7 @@ import asyncio
 import itertools
 import logging
 import weakref
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -62,6 +72,7 @@ class _Frame:
     account_id: str
     readings: list[dict[str, Any]]
     answer: Answer
+    registers: bool  # cumulative registers (order-dependent): one batch out per meter
 
 
 class FrameBatcher:
@@ -92,7 +103,9 @@ class FrameBatcher:
             return False
         self.held += size
         wire = [reading.to_wire() for reading in readings]
-        self.waiting.append(_Frame(next(self.frame_keys), meter_id, account_id, wire, answer))
+        registers = any(reading.value is not None for reading in readings)
+        key = next(self.frame_keys)
+        self.waiting.append(_Frame(key, meter_id, account_id, wire, answer, registers))
         if not self._flush_scheduled:
             # After the frames already readable in this turn of the loop have queued too.
             self._flush_scheduled = True
@@ -162,12 +175,19 @@ class FrameBatcher:
                     await self._answer_all(frames, {"busy": True})
 
     def _take_batch(self) -> list[_Frame]:
-        """The waiting frames for the next batch, in arrival order: none of an account
-        with a batch out, and at most MAX_BATCH_READINGS readings (a frame is never split)."""
-        held = {frame.account_id for frames in self.sent.values() for frame in frames}
+        """The waiting frames for the next batch, in arrival order, at most MAX_BATCH_READINGS
+        readings (a frame is never split): none of an account with as many batches out as
+        it may have, none of a registers meter with a batch out, and none that would
+        overtake an earlier frame of its account (or registers meter) left waiting."""
+        accounts, meters = self._out()
+        cap = settings.METERLINE_ACCOUNT_BATCHES_IN_FLIGHT
+        held = {account for account, batches in accounts.items() if batches >= cap}
         frames, readings, left = [], 0, deque()
         for frame in self.waiting:
             size = len(frame.readings)
+            if frame.registers and frame.meter_id in meters:
+                left.append(frame)  # its meter's later frames must not overtake it either
+                continue
             if frame.account_id in held or (frames and readings + size > MAX_BATCH_READINGS):
                 held.add(frame.account_id)  # its later frames must not overtake it
                 left.append(frame)
@@ -176,6 +196,15 @@ class FrameBatcher:
             readings += size
         self.waiting = left
         return frames
+
+    def _out(self) -> tuple[Counter[str], set[str]]:
+        """The batches out per account, and the registers meters with a batch out."""
+        accounts: Counter[str] = Counter()
+        meters: set[str] = set()
+        for frames in self.sent.values():
+            accounts.update({frame.account_id for frame in frames})
+            meters.update(frame.meter_id for frame in frames if frame.registers)
+        return accounts, meters
 
     def _place_freed(self, batch: int) -> list[_Frame] | None:
         """Forget batch `batch` as holding a place; its frames, if it still held one."""

@@ -162,6 +162,9 @@ METERLINE_MAX_IN_FLIGHT = env_int("METERLINE_MAX_IN_FLIGHT", 32)
 # Batches of frames a web process keeps with the rating workers at once
 # (metering/batching.py); frames arriving meanwhile wait for the next batch.
 METERLINE_BATCHES_IN_FLIGHT = env_int("METERLINE_BATCHES_IN_FLIGHT", 2)
+# ...of which one account may have this many (pipelining: its next batch waits at a
+# worker, behind the account lock, while the one before commits).
+METERLINE_ACCOUNT_BATCHES_IN_FLIGHT = env_int("METERLINE_ACCOUNT_BATCHES_IN_FLIGHT", 2)
 # Readings a web process holds for the workers (waiting for a batch, or in one not yet
 # answered); a frame beyond gets `busy`, so a stall of the workers costs bounded memory.
 METERLINE_MAX_WAITING_READINGS = env_int("METERLINE_MAX_WAITING_READINGS", 20_000)

@@ -115,6 +115,7 @@ async def test_a_frame_that_breaks_rating_does_not_hold_up_the_rest_of_its_batch
 
 async def test_an_account_has_one_batch_out_at_a_time_while_others_go_beside_it(settings):
     settings.METERLINE_BATCHES_IN_FLIGHT = 2
+    settings.METERLINE_ACCOUNT_BATCHES_IN_FLIGHT = 1
     [(_, mine)] = await new_meters(1)
     [(_, theirs)] = await new_meters(1)  # another account
     me, them = device(mine), device(theirs)
