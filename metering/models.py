@@ -189,3 +189,29 @@ class UnknownTransactionMessage(models.Model):
     action = models.CharField(max_length=32)
     payload = models.JSONField()
     received_at = models.DateTimeField(default=timezone.now)
+
+
+# --- Dashboards -------------------------------------------------------------------------
+
+
+class DashboardEventBatch(models.Model):
+    """The charge events one rating batch numbered for an account's dashboards (seq
+    `first_seq` to `last_seq`, in order), written in that batch's transaction and kept
+    for METERLINE_DASHBOARD_EVENTS_KEEP_SECONDS, so that a dashboard that missed some
+    (the channel layer delivers at most once) reads them here (metering/event_log.py)."""
+
+    # No index of its own: the unique constraint's (account, last_seq) leads with it.
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="+", db_index=False)
+    first_seq = models.BigIntegerField()
+    last_seq = models.BigIntegerField()
+    events = models.JSONField()  # as sent to dashboards
+    created_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            # Also the index a dashboard's catch-up reads: the account's batches by seq.
+            models.UniqueConstraint(
+                fields=["account", "last_seq"], name="one_event_batch_per_account_seq"
+            )
+        ]
+        indexes = [models.Index(fields=["created_at"], name="event_batch_created")]

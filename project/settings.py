@@ -149,6 +149,8 @@ CELERY_BEAT_SCHEDULE = {
         "task": "webhooks.sweep",
         "schedule": float(env_int("METERLINE_WEBHOOK_SWEEP_SECONDS", 2)),
     },
+    # Dashboards' event log older than METERLINE_DASHBOARD_EVENTS_KEEP_SECONDS goes.
+    "prune-event-log": {"task": "metering.prune_event_log", "schedule": 60.0},
 }
 
 # --- Meterline ---------------------------------------------------------------
@@ -165,6 +167,9 @@ METERLINE_BATCHES_IN_FLIGHT = env_int("METERLINE_BATCHES_IN_FLIGHT", 2)
 # ...of which one account may have this many (pipelining: its next batch waits at a
 # worker, behind the account lock, while the one before commits).
 METERLINE_ACCOUNT_BATCHES_IN_FLIGHT = env_int("METERLINE_ACCOUNT_BATCHES_IN_FLIGHT", 2)
+# How long an account's numbered charge events are kept for dashboards that missed some
+# (metering/event_log.py); one whose gap reaches back further takes a fresh snapshot.
+METERLINE_DASHBOARD_EVENTS_KEEP_SECONDS = env_int("METERLINE_DASHBOARD_EVENTS_KEEP_SECONDS", 900)
 # Readings a web process holds for the workers (waiting for a batch, or in one not yet
 # answered); a frame beyond gets `busy`, so a stall of the workers costs bounded memory.
 METERLINE_MAX_WAITING_READINGS = env_int("METERLINE_MAX_WAITING_READINGS", 20_000)

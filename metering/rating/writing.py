@@ -1,5 +1,6 @@
-"""A rated batch written with a fixed number of queries: COPY for new rows, one
-`UPDATE ... FROM unnest()` per kind of changed row (billing/bulk.py)."""
+"""A rated batch written with a fixed number of queries: COPY for new rows (readings,
+charges, the dashboards' event log), one `UPDATE ... FROM unnest()` per kind of changed
+row (billing/bulk.py)."""
 
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -13,6 +14,7 @@ from billing.models import Charge, Event, MeterPeriodUsage
 from billing.money import format_amount
 from billing.pricing import Rated, RatedLine
 from metering.dashboard import Charged, charge_event
+from metering.event_log import events_keep
 from metering.models import Meter, Reading
 from metering.rating.loading import Loaded
 from protocol import ReadingIn
@@ -76,7 +78,8 @@ def rows_write(loaded: Loaded, rows: Rows) -> None:
 def events_number(loaded: Loaded, rows: Rows) -> dict[str, list[dict[str, Any]]]:
     """One dashboard event per meter and period, numbered in the account's commit order
     (the account lock orders the commits), with the account's totals after the batch;
-    saves each account's new event number and credit state (credit_write)."""
+    saves each account's new event number and credit state (credit_write), and keeps the
+    events for dashboards that miss some (metering/event_log.py)."""
     accounts = loaded.accounts()
     totals = {key: total.amount for key, total in loaded.totals.items()}
     for (account_id, _, start), charges in rows.charged.items():
@@ -99,6 +102,7 @@ def events_number(loaded: Loaded, rows: Rows) -> dict[str, list[dict[str, Any]]]
         events[account_id].append(event)
     changed = set(events) | set(loaded.watches)
     rows_update([accounts[a] for a in sorted(changed)], ["event_seq", "consumed", "cut_off"])
+    events_keep(events=events, at=loaded.now)
     return dict(events)
 
 
