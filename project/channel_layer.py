@@ -28,6 +28,16 @@
    plain channel is received with one blocking pop. A worker that dies holding
    a message loses it either way: its devices hear no ack and resend.
 
+4. A pool that waits. redis-py 8 caps a connection pool at 100 connections and
+   raises MaxConnectionsError on the command that would need a 101st, where
+   redis-py 5 had no cap. A burst of connects and disconnects in one web process
+   (a fleet reconnecting after a restart: each device joins and leaves two
+   groups) has more commands than that in flight, and every consumer that hit
+   the cap crashed and dropped its socket (454 of 500 devices in one storm here).
+   The layer's pools wait for a free connection instead, up to
+   POOL_WAIT_SECONDS (then a redis error, as in any outage), with the same cap
+   of connections per process and server.
+
 With one server, 1 and 2 change nothing.
 """
 
@@ -35,9 +45,22 @@ import time
 
 from channels.exceptions import ChannelFull
 from channels_redis.core import RedisChannelLayer
+from redis.asyncio import BlockingConnectionPool
+
+POOL_CONNECTIONS = 100  # per process and Redis server: redis-py 8's own cap (fix 4)
+POOL_WAIT_SECONDS = 20.0
 
 
 class ShardedRedisChannelLayer(RedisChannelLayer):
+    def create_pool(self, index):
+        """A pool that waits for a free connection when all are in use (fix 4)."""
+        host = dict(self.hosts[index])
+        if "address" not in host:  # sentinels: as channels-redis makes them
+            return super().create_pool(index)
+        host.setdefault("max_connections", POOL_CONNECTIONS)
+        host.setdefault("timeout", POOL_WAIT_SECONDS)
+        return BlockingConnectionPool.from_url(host.pop("address"), **host)
+
     def consistent_hash(self, value):
         return super().consistent_hash(self.non_local_name(value))
 
