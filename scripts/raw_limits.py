@@ -10,12 +10,19 @@
   metering_reading (same columns and indexes, the (meter, reading id) unique
   one included), 100 rows a transaction, with the ORM's `bulk_create` and
   with psycopg's `COPY`. The table is created here and dropped afterwards.
+- websockets: a bare echo server (websockets' asyncio server, one process) and one
+  client process keeping 50 connections x 8 frames in flight, each frame a
+  single-reading frame as a device sends it: frames/s echoed, and the share of a
+  core each side used (the one near 1.0 is the limit).
 
-scripts/bench.py runs this with its stack's environment. Prints one JSON line.
+`--only echo copy` measures some of them (redis, bulk_create, copy, echo; all by
+default). scripts/bench.py and scripts/bench_fleet.py run this with their stack's
+environment. Prints one JSON line.
 """
 
 import argparse
 import asyncio
+import contextlib
 import json
 import multiprocessing
 import os
@@ -46,6 +53,19 @@ SCRATCH_DDL = [
     f"CREATE INDEX {SCRATCH_TABLE}_meter ON {SCRATCH_TABLE} (meter_id)",
     f"CREATE INDEX {SCRATCH_TABLE}_meter_like ON {SCRATCH_TABLE} (meter_id varchar_pattern_ops)",
 ]
+
+
+LIMITS = ("redis", "bulk_create", "copy", "echo")
+ECHO_CONNECTIONS = 50
+ECHO_IN_FLIGHT = 8
+ECHO_FRAME = json.dumps(
+    {
+        "type": "reading",
+        "id": "d17-000123",
+        "ts": "2026-12-04T02:18:00.123456+00:00",
+        "quantity": "1",
+    }
+)
 
 
 def django_setup() -> None:
@@ -165,7 +185,7 @@ def insert_rate(seconds: float, insert_batch) -> float:
     return round(rows / (time.perf_counter() - started), 1)
 
 
-def postgres_rates(seconds: float) -> dict:
+def postgres_rates(seconds: float, kinds: set[str]) -> dict:
     from django.db import connection
 
     if connection.vendor != "postgresql":
@@ -185,24 +205,104 @@ def postgres_rates(seconds: float) -> dict:
     with connection.cursor() as cursor:
         for statement in SCRATCH_DDL:
             cursor.execute(statement)
+    rates = {}
     try:
-        bulk_rate = insert_rate(seconds, bulk_create)
-        with connection.cursor() as cursor:
-            cursor.execute(f"TRUNCATE {SCRATCH_TABLE}")
-        copy_rate = insert_rate(seconds, copy)
+        for kind, insert in (("bulk_create", bulk_create), ("copy", copy)):
+            if kind in kinds:
+                with connection.cursor() as cursor:
+                    cursor.execute(f"TRUNCATE {SCRATCH_TABLE}")
+                rates[f"pg_{kind}_rows_per_s"] = insert_rate(seconds, insert)
     finally:
         with connection.cursor() as cursor:
             cursor.execute(f"DROP TABLE IF EXISTS {SCRATCH_TABLE}")
-    return {"pg_bulk_create_rows_per_s": bulk_rate, "pg_copy_rows_per_s": copy_rate}
+    return rates
+
+
+# --- websockets echo ---------------------------------------------------------------
+
+
+def echo_serve(ports) -> None:
+    """The bare echo server, until terminated: every text frame straight back."""
+    from websockets.asyncio.server import serve
+
+    async def echo(ws) -> None:
+        async for message in ws:
+            await ws.send(message)
+
+    async def main() -> None:
+        async with serve(echo, "127.0.0.1", 0, compression=None) as server:
+            ports.put(server.sockets[0].getsockname()[1])
+            await server.serve_forever()
+
+    asyncio.run(main())
+
+
+async def echo_clients(port: int, seconds: float) -> tuple[int, float]:
+    """Frames echoed back to ECHO_CONNECTIONS clients in `seconds`, ECHO_IN_FLIGHT each."""
+    from websockets.asyncio.client import connect
+
+    echoed = 0
+
+    async def client(ws, deadline: float) -> None:
+        nonlocal echoed
+        for _ in range(ECHO_IN_FLIGHT):
+            await ws.send(ECHO_FRAME)
+        async for _message in ws:
+            if time.perf_counter() >= deadline:
+                return
+            echoed += 1
+            await ws.send(ECHO_FRAME)
+
+    async with contextlib.AsyncExitStack() as sockets:
+        url = f"ws://127.0.0.1:{port}"
+        connections = [
+            await sockets.enter_async_context(connect(url, compression=None))
+            for _ in range(ECHO_CONNECTIONS)
+        ]
+        started = time.perf_counter()
+        await asyncio.gather(*(client(ws, started + seconds) for ws in connections))
+        return echoed, time.perf_counter() - started
+
+
+def echo_rate(seconds: float) -> dict:
+    """Frames/s of the bare echo server, and the share of a core each side spent."""
+    import psutil
+
+    context = multiprocessing.get_context("spawn")
+    ports = context.Queue()
+    server = context.Process(target=echo_serve, args=(ports,), daemon=True)
+    server.start()
+    try:
+        port = ports.get(timeout=60)
+        server_cpu = psutil.Process(server.pid).cpu_times()
+        client_cpu = time.process_time()
+        echoed, elapsed = asyncio.run(echo_clients(port, seconds))
+        client_cpu = time.process_time() - client_cpu
+        after = psutil.Process(server.pid).cpu_times()
+    finally:
+        server.terminate()
+        server.join(10)
+    server_spent = after.user + after.system - server_cpu.user - server_cpu.system
+    return {
+        "echo_frames_per_s": round(echoed / elapsed, 1),
+        # CPU over wall time, connecting included: near 1.0 is the side that limits.
+        "echo_server_core_share": round(server_spent / elapsed, 2),
+        "echo_client_core_share": round(client_cpu / elapsed, 2),
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=3, help="for each measurement")
+    parser.add_argument("--only", nargs="+", choices=LIMITS, default=list(LIMITS))
     args = parser.parse_args()
+    kinds = set(args.only)
     django_setup()
-    result = channels_redis_rate(args.seconds)
-    result.update(postgres_rates(args.seconds))
+    result = channels_redis_rate(args.seconds) if "redis" in kinds else {}
+    if kinds & {"bulk_create", "copy"}:
+        result.update(postgres_rates(args.seconds, kinds))
+    if "echo" in kinds:
+        result.update(echo_rate(args.seconds))
     print(json.dumps(result), flush=True)
 
 
