@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run demo serve test lint format system-deps bench bench-scale clean
+.PHONY: run demo serve test lint format system-deps bench bench-scale bench-fleet clean
 
 $(STAMP): requirements/base.txt requirements/test.txt requirements/lock.txt
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +55,11 @@ bench: $(STAMP) system-deps
 # Readings/s with 1, 2 and 4 rating workers, and with 2 daphne processes.
 bench-scale: $(STAMP) system-deps
 	$(PY) scripts/bench.py --scale-out
+
+# Fleet scale (issue 18): raw limits, the baselines, the paced latency and the scenarios of
+# scripts/fleet/, 3 runs, under 30 minutes; a short look: BENCH_FLEET_RUNS=1 or --quick.
+bench-fleet: $(STAMP) system-deps
+	$(PY) scripts/bench_fleet.py
 
 clean:
 	rm -rf $(VENV) .run

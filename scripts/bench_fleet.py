@@ -1,0 +1,715 @@
+"""`make bench-fleet`: Meterline against the raw limits and the baselines, and the fleet scenarios.
+
+    make bench-fleet                                  # 3 runs of everything, under 30 minutes
+    .venv/bin/python scripts/bench_fleet.py --quick   # 1 short run, a few minutes
+    .venv/bin/python scripts/bench_fleet.py --only core baselines --profile /tmp/spy
+
+Starts the integration tests' stack (devtools/stack.py) with, beside it, the baselines'
+processes (scripts/baselines/) on the same Redis and PostgreSQL. Each run, in order:
+
+- raw limits (scripts/raw_limits.py, the stack idle): PostgreSQL COPY of 100 rows a
+  transaction on one connection, a bare websockets echo server in one process at 50
+  connections x 8 in flight, channels-redis send/receive;
+- Meterline (scripts/loadgen.py, as `make bench`): batched, 100 readings a frame (its
+  readings/s over COPY rows/s: goal >= 0.12) and single, 1 reading a frame, 50 devices x 8
+  in flight (its readings/s over echo frames/s: goal >= 0.15);
+- paced: 20 devices at 30% of the single readings/s just measured, dashboard open:
+  send-to-ack p99 (goal <= 100 ms) and send-to-dashboard p99 (goal <= 150 ms);
+- baselines, the single run's shape: (a) naive Channels (loadgen against its daphne),
+  (b) HTTP POST per reading into Celery (scripts/baselines/http_load.py), accepted and saved;
+- each fleet scenario of scripts/fleet/ (sockets, hosts, accounts, fanout) that exists:
+  `run(stack, seconds=...) -> dict` of figures (nested dicts are flattened; an "ok" key is
+  a check; a module-level GOALS = {figure: ("<=" or ">=", number)} is judged on the median).
+
+Then it prints each figure as median (min to max) over the runs beside the raw limits and
+ratios of the same run: other work on the machine moves the absolute figures, the ratios
+much less. With --profile DIR, py-spy records daphne and the rating workers during the
+single and paced runs and the report says where their time went.
+
+Settings (flags override the environment): BENCH_FLEET_RUNS (3), BENCH_FLEET_SECONDS (10,
+each throughput run), BENCH_FLEET_PACED_SECONDS (30), BENCH_FLEET_SCENARIO_SECONDS (30,
+passed to each scenario), BENCH_FLEET_LIMIT_SECONDS (3), BENCH_WORKERS (2); --quick is
+1 run of 5 s, paced 10 s, scenarios 10 s. Exit status 0 when every goal and check passes.
+"""
+
+import argparse
+import contextlib
+import importlib.util
+import inspect
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]
+
+import bench  # noqa: E402
+from bench import SINGLE, BenchError, Scenario, cpu_by_part, measure, spread  # noqa: E402
+from spy import Spy, profile_rows  # noqa: E402
+
+from devtools.stack import BIN_DIR, Stack, free_port, http_json, wait_for  # noqa: E402
+
+RAW_LIMITS = ROOT / "scripts" / "raw_limits.py"
+HTTP_LOAD = ROOT / "scripts" / "baselines" / "http_load.py"
+FLEET = ROOT / "scripts" / "fleet"
+SCENARIOS = ("sockets", "hosts", "accounts", "fanout")
+PARTS = ("core", "baselines", *SCENARIOS)
+
+BATCHED_OVER_COPY = 0.12  # goal: batched readings/s over COPY rows/s
+SINGLE_OVER_ECHO = 0.15  # goal: single readings/s over echo frames/s
+PACED_SHARE = 0.30  # of the single readings/s just measured
+PACED_DEVICES = 20
+HTTP_DEVICES = 50  # baseline (b): each one POST at a time
+ACK_P99_GOAL = 100.0  # ms, paced
+DASHBOARD_P99_GOAL = 150.0  # ms, paced
+PACED_RATE_FLOOR = 0.98  # the paced run must have carried its rate for its latencies to count
+
+
+@dataclass
+class Front:
+    """The stack reached through another daphne (a baseline's): what bench.measure needs."""
+
+    stack: Stack
+    http_bases: list[str]
+
+    def __getattr__(self, name: str):
+        return getattr(self.stack, name)
+
+
+# --- The baselines' processes --------------------------------------------------------
+
+
+@dataclass
+class Baselines:
+    naive: str = ""  # base URL of (a)'s daphne
+    http: str = ""  # base URL of (b)'s daphne
+
+    def start(self, stack: Stack, workers: int) -> None:
+        """(a): a daphne and `workers` Channels workers; (b): a WSGI server (wsgi.py) and a
+        Celery worker of `workers` processes; all on the stack's Redis and PostgreSQL."""
+        port = free_port()
+        app = "scripts.baselines.naive_channels:application"
+        stack.spawn(
+            "naive-daphne", [str(BIN_DIR / "daphne"), "-b", "127.0.0.1", "-p", str(port), app]
+        )
+        for n in range(1, workers + 1):
+            stack.spawn(
+                f"naive-worker-{n}", [sys.executable, "scripts/baselines/naive_channels.py"]
+            )
+        self.naive = f"http://127.0.0.1:{port}"
+        settings = "scripts.baselines.settings"
+        port = free_port()
+        listen = f"tcp:{port}:interface=127.0.0.1"
+        wsgi = ["web", "--listen", listen, "--wsgi", "scripts.baselines.wsgi.application"]
+        web_env = stack.app_env() | {
+            "DJANGO_SETTINGS_MODULE": f"{settings}_wsgi",
+            "PYTHONPATH": str(ROOT),
+        }
+        stack.spawn("http-web", [str(BIN_DIR / "twistd"), "-n", "--pidfile=", *wsgi], web_env)
+        celery = [str(BIN_DIR / "celery"), "-A", "project", "worker", "-Q", "baseline"]
+        options = ["-c", str(workers), "-n", "baseline@%h", "-l", "warning"]
+        celery_env = stack.app_env() | {"DJANGO_SETTINGS_MODULE": settings}
+        stack.spawn("http-celery", [*celery, *options], celery_env)
+        self.http = f"http://127.0.0.1:{port}"
+        for base in (self.naive, self.http):
+            wait_for(
+                lambda base=base: http_json("GET", f"{base}/healthz", timeout=5)[0] == 200,
+                timeout=60,
+                what=f"{base}/healthz",
+            )
+
+
+def fleet_cpu(stack: Stack) -> dict[str, float]:
+    """bench.cpu_by_part, with the CPU of (b)'s Celery pool processes (children of
+    "http-celery", which it counts only once they are reaped)."""
+    parts = cpu_by_part(stack)
+    for process in stack.processes:
+        if process.name == "http-celery" and process.alive():
+            with contextlib.suppress(psutil.NoSuchProcess):
+                children = psutil.Process(process.popen.pid).children()
+                parts["http-celery"] += sum(bench.cpu_seconds(child.pid) for child in children)
+    return parts
+
+
+def run_marked(stack: Stack, label: str, command: list[str], spy: Spy | None = None) -> dict:
+    """A client process printing loadgen's marker lines and a JSON line last (http_load.py),
+    with the CPU each part of the stack spent between the markers."""
+    marks: dict = {}
+    lines: list[str] = []
+    with subprocess.Popen(
+        command,
+        cwd=ROOT,
+        env=stack.app_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    ) as process:
+        for line in process.stdout:
+            line = line.rstrip("\n")
+            lines.append(line)
+            if line == "loadgen: streaming":
+                marks["cpu"], marks["t"] = fleet_cpu(stack), time.monotonic()
+            elif line == "loadgen: drained" and "cpu" in marks:
+                after = fleet_cpu(stack)
+                marks["cpu"] = {part: after[part] - marks["cpu"].get(part, 0.0) for part in after}
+                marks["wall"] = time.monotonic() - marks["t"]
+            elif not line.startswith(("{", "loadgen: ")):
+                print(f"    {line}")
+    results = [line for line in lines if line.startswith("{")]
+    if not results or "wall" not in marks:
+        raise BenchError(f"{label} failed ({process.returncode}):\n" + "\n".join(lines[-30:]))
+    result = json.loads(results[-1])
+    result["cpu_s"] = {**marks["cpu"], "client": result["client_cpu_s"]}
+    result["wall_s"] = marks["wall"]
+    return result
+
+
+def measure_http(stack: Stack, base: str, seconds: float) -> dict:
+    print(
+        f"  http+celery: baseline (b), {HTTP_DEVICES} devices, a POST at a time each, {seconds:g} s"
+    )
+    command = [sys.executable, str(HTTP_LOAD), "--url", base, "--key", stack.operator_key]
+    command += ["--devices", str(HTTP_DEVICES), "--in-flight", "1", "--seconds", str(seconds)]
+    return run_marked(stack, "http_load.py", command)
+
+
+# --- Raw limits and Meterline's own runs -----------------------------------------------
+
+
+def measure_limits(stack: Stack, seconds: float) -> dict:
+    completed = subprocess.run(
+        [
+            sys.executable,
+            str(RAW_LIMITS),
+            "--seconds",
+            str(seconds),
+            "--only",
+            "redis",
+            "copy",
+            "echo",
+        ],
+        cwd=ROOT,
+        env=stack.app_env(),
+        capture_output=True,
+        text=True,
+        timeout=seconds * 6 + 180,
+    )
+    if completed.returncode != 0:
+        raise BenchError(f"raw_limits.py failed:\n{completed.stdout}\n{completed.stderr[-3000:]}")
+    limits = json.loads(completed.stdout.strip().splitlines()[-1])
+    print(
+        f"  raw limits: COPY {limits['pg_copy_rows_per_s']:,.0f} rows/s, echo "
+        f"{limits['echo_frames_per_s']:,.0f} frames/s (server {limits['echo_server_core_share']} "
+        f"of a core, client {limits['echo_client_core_share']}), channels-redis "
+        f"{limits['channels_redis_msg_per_s']:,.0f} msg/s"
+    )
+    return limits
+
+
+def paced_scenario(single_per_s: float) -> Scenario:
+    rate = max(1, round(single_per_s * PACED_SHARE))
+    return Scenario(
+        "paced",
+        f"{rate:,} readings/s ({PACED_SHARE:.0%} of single) from {PACED_DEVICES} devices, "
+        "dashboard open",
+        ("--devices", str(PACED_DEVICES), "--rate", str(rate), "--dashboard"),
+    )
+
+
+def spied(stack: Stack, spy_dir: Path | None, label: str, work: Callable[[], dict]) -> dict:
+    """`work()`, with py-spy recording daphne and the rating workers meanwhile if asked."""
+    if spy_dir is None:
+        return work()
+    pids = {
+        p.name: p.popen.pid for p in stack.processes if p.name.startswith(("daphne", "worker-"))
+    }
+    spy = Spy(pids, spy_dir / label)
+    spy.start()
+    try:
+        result = work()
+    finally:
+        spy.stop()
+    result["profile"] = spy.summary()
+    return result
+
+
+def core_run(stack: Stack, config, run: dict) -> None:
+    run["limits"] = measure_limits(stack, config.limit_seconds)
+    run["batched"] = measure(stack, bench.BATCHED, config.seconds)
+    run["single"] = spied(
+        stack, config.profile, f"single-{run['n']}", lambda: measure(stack, SINGLE, config.seconds)
+    )
+    paced = paced_scenario(run["single"]["readings_per_s"])
+    run["paced"] = spied(
+        stack,
+        config.profile,
+        f"paced-{run['n']}",
+        lambda: measure(stack, paced, config.paced_seconds),
+    )
+    run["paced"]["rate"] = float(paced.args[3])
+
+
+def baselines_run(stack: Stack, baselines: Baselines, config, run: dict) -> None:
+    print(f"  naive: baseline (a), {SINGLE.title}")
+    run["naive"] = measure(Front(stack, [baselines.naive]), SINGLE, config.seconds)
+    run["http"] = measure_http(stack, baselines.http, config.seconds)
+
+
+# --- Fleet scenarios --------------------------------------------------------------
+
+
+def scenario_module(name: str):
+    """scripts/fleet/<name>.py, imported, or None when it is not built yet."""
+    path = FLEET / f"{name}.py"
+    if not path.exists():
+        return None
+    spec = importlib.util.spec_from_file_location(f"fleet_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def scenario_run(module, stack: Stack, seconds: float) -> dict:
+    """The scenario's figures; what went wrong, as a figure, if it failed."""
+    kwargs = {"seconds": seconds} if "seconds" in inspect.signature(module.run).parameters else {}
+    started = time.monotonic()
+    try:
+        result = module.run(stack, **kwargs)
+    except Exception as exc:
+        traceback.print_exc()
+        result = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+    result["scenario_wall_s"] = round(time.monotonic() - started, 1)
+    return result
+
+
+def flatten(figures: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in figures.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+# --- Report -----------------------------------------------------------------------
+
+
+def ratios(
+    runs: list[dict], top: Callable[[dict], float | None], bottom: Callable[[dict], float | None]
+):
+    """top(run) / bottom(run) per run, None where either is missing or the bottom is 0."""
+    values = []
+    for run in runs:
+        a, b = top(run), bottom(run)
+        values.append(a / b if a is not None and b else None)
+    return values
+
+
+def judged(values: list, goal: str, floor: float | None = None, ceiling: float | None = None):
+    middle = bench.median(values)
+    if middle is None:
+        return [goal, "FAIL"]
+    passed = (floor is None or middle >= floor) and (ceiling is None or middle <= ceiling)
+    return [goal, bench.verdict(passed)]
+
+
+def limit_rows(runs: list[dict]) -> list[list[str]]:
+    limits = [run["limits"] for run in runs]
+
+    def row(label: str, key: str, decimals: int = 0) -> list[str]:
+        return [label, spread([lim.get(key) for lim in limits], decimals)]
+
+    return [
+        row("PostgreSQL COPY, 100 rows a transaction, 1 connection: rows/s", "pg_copy_rows_per_s"),
+        row(
+            "websockets echo server, 1 process, 50 connections x 8 in flight: frames/s",
+            "echo_frames_per_s",
+        ),
+        row("  echo server's share of a core", "echo_server_core_share", 2),
+        row("  echo client's share of a core (1 process)", "echo_client_core_share", 2),
+        row(
+            "channels-redis send then receive, 1 sender, 1 receiver: msg/s",
+            "channels_redis_msg_per_s",
+        ),
+    ]
+
+
+def limit_ratio_rows(runs: list[dict]) -> list[list[str]]:
+    batched = [run["batched"]["readings_per_s"] for run in runs]
+    single = [run["single"]["readings_per_s"] for run in runs]
+    over_copy = ratios(
+        runs, lambda r: r["batched"]["readings_per_s"], lambda r: r["limits"]["pg_copy_rows_per_s"]
+    )
+    over_echo = ratios(
+        runs, lambda r: r["single"]["readings_per_s"], lambda r: r["limits"]["echo_frames_per_s"]
+    )
+    return [
+        [
+            "batched (100 readings a frame) readings/s",
+            spread(batched),
+            "COPY rows/s",
+            spread(over_copy, 3),
+            *judged(over_copy, f">= {BATCHED_OVER_COPY}", floor=BATCHED_OVER_COPY),
+        ],
+        [
+            "single (1 reading a frame) readings/s",
+            spread(single),
+            "echo frames/s",
+            spread(over_echo, 3),
+            *judged(over_echo, f">= {SINGLE_OVER_ECHO}", floor=SINGLE_OVER_ECHO),
+        ],
+    ]
+
+
+def paced_rows(runs: list[dict]) -> list[list[str]]:
+    paced = [run["paced"] for run in runs]
+    dash = [p.get("dashboard") or {} for p in paced]
+    carried = ratios(runs, lambda r: r["paced"]["readings_per_s"], lambda r: r["paced"]["rate"])
+    ack99 = [p["ack_ms"]["p99"] for p in paced]
+    dash99 = [d.get("charge_ms", {}).get("p99") for d in dash]
+    return [
+        [
+            "rate asked (30% of that run's single readings/s)",
+            spread([p["rate"] for p in paced]),
+            "",
+            "",
+        ],
+        [
+            "carried / asked",
+            spread(carried, 3),
+            *judged(carried, f">= {PACED_RATE_FLOOR}", floor=PACED_RATE_FLOOR),
+        ],
+        ["send to ack p50, ms", spread([p["ack_ms"]["p50"] for p in paced], 1), "", ""],
+        [
+            "send to ack p99, ms",
+            spread(ack99, 1),
+            *judged(ack99, f"<= {ACK_P99_GOAL:g}", ceiling=ACK_P99_GOAL),
+        ],
+        [
+            "send to dashboard charge p50, ms",
+            spread([d.get("charge_ms", {}).get("p50") for d in dash], 1),
+            "",
+            "",
+        ],
+        [
+            "send to dashboard charge p99, ms",
+            spread(dash99, 1),
+            *judged(dash99, f"<= {DASHBOARD_P99_GOAL:g}", ceiling=DASHBOARD_P99_GOAL),
+        ],
+        ["acked readings the dashboard missed", spread([d.get("missing") for d in dash]), "", ""],
+    ]
+
+
+def cpu_ms(result: dict, readings: int) -> float:
+    """CPU of every process (load client included) per reading, in ms."""
+    return sum(result["cpu_s"].values()) / max(readings, 1) * 1000
+
+
+# (label, per-run throughput, per-run p99 ms, per-run CPU ms per reading)
+BASELINE_FIGURES = [
+    (
+        "Meterline, single",
+        lambda r: r["single"]["readings_per_s"],
+        lambda r: r["single"]["ack_ms"]["p99"],
+        lambda r: cpu_ms(r["single"], r["single"]["answered"]),
+    ),
+    (
+        "(a) naive Channels: ack after save",
+        lambda r: r["naive"]["readings_per_s"],
+        lambda r: r["naive"]["ack_ms"]["p99"],
+        lambda r: cpu_ms(r["naive"], r["naive"]["answered"]),
+    ),
+    (
+        "(b) HTTP + Celery: accepted (202)",
+        lambda r: r["http"]["accepted_per_s"],
+        lambda r: r["http"]["accept_ms"]["p99"],
+        lambda r: None,
+    ),
+    (
+        "(b) HTTP + Celery: saved",
+        lambda r: r["http"]["saved_per_s"],
+        lambda r: r["http"]["saved_ms"]["p99"],
+        lambda r: cpu_ms(r["http"], r["http"]["saved"]),
+    ),
+]
+
+
+def baseline_rows(runs: list[dict]) -> list[list[str]]:
+    """Each system's readings/s and p99, and Meterline's over it (same run)."""
+    _, ours, our_p99, _ = BASELINE_FIGURES[0]
+    rows = []
+    for label, per_s, p99, cpu in BASELINE_FIGURES:
+        rows.append(
+            [
+                label,
+                spread([per_s(run) for run in runs]),
+                spread([p99(run) for run in runs], 1),
+                spread(ratios(runs, ours, per_s), 2),
+                spread(ratios(runs, our_p99, p99), 2),
+                spread([cpu(run) for run in runs], 2),
+            ]
+        )
+    return rows
+
+
+CPU_GROUPS = ("web", "workers", "postgres", "redis", "client", "other")
+
+
+def cpu_group(part: str) -> str:
+    """Where a part of bench.cpu_by_part belongs, the baselines' processes included."""
+    if part.endswith("daphne") or part == "http-web":
+        return "web"
+    if part.startswith(("workers", "naive-worker-")) or part == "http-celery":
+        return "workers"
+    return part if part in CPU_GROUPS else "other"
+
+
+def cpu_rows(runs: list[dict]) -> list[list[str]]:
+    """Per run kind: ms CPU per reading by group of processes, in all, and cores busy."""
+    rows = []
+    for kind in ("batched", "single", "paced", "naive", "http"):
+        present = [run[kind] for run in runs if kind in run]
+        if not present:
+            continue
+        groups: dict[str, list[float]] = {group: [] for group in (*CPU_GROUPS, "total")}
+        for result in present:
+            readings = max(result["saved" if kind == "http" else "answered"], 1)
+            spent = dict.fromkeys(CPU_GROUPS, 0.0)
+            for part, seconds in result["cpu_s"].items():
+                spent[cpu_group(part)] += seconds
+            for group, seconds in [*spent.items(), ("total", sum(spent.values()))]:
+                groups[group].append(seconds / readings * 1000)
+        busy = [sum(result["cpu_s"].values()) / result["wall_s"] for result in present]
+        cells = [spread(values, 3) for values in groups.values()]
+        rows.append([kind, *cells, spread(busy, 2)])
+    return rows
+
+
+def shown(values: list) -> str:
+    """Numbers as median (min to max), anything else as the values seen."""
+    known = [v for v in values if v is not None]
+    if known and all(isinstance(v, int | float) and not isinstance(v, bool) for v in known):
+        return spread(values, 1)
+    return ", ".join(sorted({str(v) for v in values}))
+
+
+def goal_cells(key: str, values: list, goals: dict) -> list[str]:
+    """[goal, PASS/FAIL] of a scenario's figure: "ok" must be True in every run, a figure
+    of GOALS is judged on its median; ["", ""] for the rest."""
+    if key == "ok":
+        return ["True in every run", bench.verdict(all(v is True for v in values))]
+    if key in goals:
+        op, bound = goals[key]
+        limits = {"floor": bound} if op == ">=" else {"ceiling": bound}
+        return judged(values, f"{op} {bound:g}", **limits)
+    return ["", ""]
+
+
+def scenario_rows(results: list[dict], goals: dict) -> tuple[list[list[str]], list[bool]]:
+    """One row per figure of the scenario (nested dicts flattened), with its goal."""
+    flat = [flatten(result) for result in results]
+    rows, verdicts = [], []
+    for key in dict.fromkeys(key for figures in flat for key in figures):
+        values = [figures.get(key) for figures in flat]
+        cells = goal_cells(key, values, goals)
+        if cells[1]:
+            verdicts.append(cells[1] == "PASS")
+        rows.append([key, shown(values), *cells])
+    return rows, verdicts
+
+
+def check_rows(runs: list[dict]) -> tuple[list[list[str]], list[bool]]:
+    """Exactness of every loadgen and http_load run: charged total == usage acked (saved)."""
+    rows, verdicts = [], []
+    for kind, label in [
+        ("batched", "Meterline batched"),
+        ("single", "Meterline single"),
+        ("paced", "Meterline paced (and the dashboard saw every charge)"),
+        ("naive", "(a) naive Channels"),
+        ("http", "(b) HTTP + Celery (every accepted reading saved)"),
+    ]:
+        present = [run[kind] for run in runs if kind in run]
+        if present:
+            passed = all(result["ok"] for result in present)
+            problems = sorted({p for result in present for p in result.get("problems", [])})
+            rows.append(
+                [
+                    f"{label}: exact totals, every run",
+                    bench.verdict(passed),
+                    "; ".join(problems)[:200],
+                ]
+            )
+            verdicts.append(passed)
+    return rows, verdicts
+
+
+def report_core(runs: list[dict]) -> list[bool]:
+    print("\nRaw limits (measured in each run, the stack idle)")
+    bench.print_table(["limit", "median (min to max)"], limit_rows(runs))
+    print("\nMeterline over the raw limits (ratio per run, to that run's limit)")
+    header = ["figure", "median (min to max)", "limit", "ratio", "goal", "result"]
+    rows = limit_ratio_rows(runs)
+    bench.print_table(header, rows)
+    print(f"\nPaced: {PACED_DEVICES} devices, single-reading frames, dashboard open")
+    paced = paced_rows(runs)
+    bench.print_table(["figure", "median (min to max)", "goal", "result"], paced)
+    print("\nCPU of every process per reading while streaming (ms; cores busy = CPU s / wall s)")
+    header = ["ms CPU per reading", *CPU_GROUPS, "total", "cores busy"]
+    bench.print_table(header, cpu_rows(runs))
+    return [row[-1] == "PASS" for row in [*rows, *paced] if row[-1]]
+
+
+def report_baselines(runs: list[dict]) -> None:
+    print(
+        f"\nBaselines, same stack, same run: {SINGLE.title}; "
+        f"HTTP: {HTTP_DEVICES} devices, one POST at a time each"
+    )
+    header = [
+        "system",
+        "readings/s",
+        "p99 ms",
+        "Meterline readings/s over it",
+        "Meterline p99 over it",
+        "ms CPU/reading",
+    ]
+    bench.print_table(header, baseline_rows(runs))
+
+
+def report_scenarios(runs: list[dict], config) -> list[bool]:
+    verdicts = []
+    for name in SCENARIOS:
+        if name not in config.parts:
+            continue
+        results = [run["scenarios"][name] for run in runs if run.get("scenarios", {}).get(name)]
+        module = config.modules.get(name)
+        print(f"\nFleet scenario {name} (scripts/fleet/{name}.py)")
+        if module is None:
+            print("  not built")
+            continue
+        rows, passed = scenario_rows(results, getattr(module, "GOALS", {}))
+        bench.print_table(["figure", "median (min to max)", "goal", "result"], rows)
+        verdicts += passed
+    return verdicts
+
+
+def report_profiles(runs: list[dict]) -> None:
+    for run in runs:
+        for kind in ("single", "paced"):
+            profile = run.get(kind, {}).get("profile")
+            if profile:
+                print(f"\nProfile of run {run['n']}, {kind} (py-spy, % of each process's samples)")
+                bench.print_table(["process", "where", "self %", "total %"], profile_rows(profile))
+
+
+def report(config, runs: list[dict], started: float) -> bool:
+    print(f"\n=== Meterline bench-fleet: median (min to max) of {len(runs)} run(s) ===")
+    print(f"  {os.cpu_count()} cores; {bench.versions()}")
+    print(
+        f"  stack: {config.workers} rating worker(s), 1 daphne, Celery, the baselines' processes; "
+        f"throughput runs {config.seconds:g} s, paced {config.paced_seconds:g} s, scenarios "
+        f"{config.scenario_seconds:g} s; took {(time.monotonic() - started) / 60:.1f} minutes"
+    )
+    verdicts = []
+    if "core" in config.parts:
+        verdicts += report_core(runs)
+    if "baselines" in config.parts:
+        report_baselines(runs)
+    verdicts += report_scenarios(runs, config)
+    report_profiles(runs)
+    print("\nChecks")
+    rows, checks = check_rows(runs)
+    bench.print_table(["check", "result", "problems"], rows)
+    failed = (verdicts + checks).count(False)
+    print(
+        f"\n{'every goal and check met' if not failed else f'{failed} goal(s) or check(s) FAILED'}"
+    )
+    return not failed
+
+
+# --- The run ------------------------------------------------------------------------
+
+
+def fleet_bench(config) -> bool:
+    started = time.monotonic()
+    config.modules = {name: scenario_module(name) for name in SCENARIOS if name in config.parts}
+    with bench.running_stack(config.workers) as stack:
+        bench.warm_up(stack)
+        baselines = Baselines()
+        if "baselines" in config.parts:
+            baselines.start(stack, config.workers)
+            print("  baselines' warm-up (not counted)")
+            measure(Front(stack, [baselines.naive]), SINGLE, 2)
+            measure_http(stack, baselines.http, 2)
+        runs = []
+        for n in range(1, config.runs + 1):
+            print(f"run {n}/{config.runs}")
+            run = {"n": n, "scenarios": {}}
+            if "core" in config.parts:
+                core_run(stack, config, run)
+            if "baselines" in config.parts:
+                baselines_run(stack, baselines, config, run)
+            for name, module in config.modules.items():
+                if module is not None:
+                    print(f"  scenario {name}, {config.scenario_seconds:g} s")
+                    run["scenarios"][name] = scenario_run(module, stack, config.scenario_seconds)
+            runs.append(run)
+            if config.json:
+                config.json.write_text(json.dumps(runs, indent=1, default=str))
+    return report(config, runs, started)
+
+
+def env_default(name: str, default: float) -> float:
+    return float(os.environ.get(name, default))
+
+
+def arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=int(env_default("BENCH_FLEET_RUNS", 3)))
+    parser.add_argument("--seconds", type=float, default=env_default("BENCH_FLEET_SECONDS", 10))
+    parser.add_argument(
+        "--paced-seconds", type=float, default=env_default("BENCH_FLEET_PACED_SECONDS", 30)
+    )
+    parser.add_argument(
+        "--scenario-seconds", type=float, default=env_default("BENCH_FLEET_SCENARIO_SECONDS", 30)
+    )
+    parser.add_argument(
+        "--limit-seconds", type=float, default=env_default("BENCH_FLEET_LIMIT_SECONDS", 3)
+    )
+    parser.add_argument("--workers", type=int, default=int(env_default("BENCH_WORKERS", 2)))
+    parser.add_argument(
+        "--quick", action="store_true", help="1 run: 5 s, paced 10 s, scenarios 10 s"
+    )
+    parser.add_argument("--only", nargs="+", choices=PARTS, default=list(PARTS), dest="parts")
+    parser.add_argument("--profile", type=Path, default=None, help="py-spy output directory")
+    parser.add_argument("--json", type=Path, default=None, help="write every run's figures here")
+    config = parser.parse_args()
+    if config.quick:
+        config.runs, config.seconds, config.paced_seconds, config.scenario_seconds = 1, 5, 10, 10
+    if "baselines" in config.parts and "core" not in config.parts:
+        parser.error("the baselines are compared with the core runs: --only core baselines")
+    return config
+
+
+def main() -> None:
+    config = arguments()
+    # A plain `kill` must still stop the stack: unwind through its `finally`.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    try:
+        passed = fleet_bench(config)
+    except BenchError as exc:
+        raise SystemExit(f"bench-fleet failed: {exc}") from exc
+    raise SystemExit(0 if passed else 1)
+
+
+if __name__ == "__main__":
+    main()
