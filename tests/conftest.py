@@ -18,6 +18,7 @@ SQLITE_JOB = (
     "tests/unit/test_pricing.py",
     "tests/unit/test_parsing.py",
     "tests/consumers/test_device.py",
+    "tests/ocpp/test_central.py",  # charging sessions rated, totalled and completed
 )
 
 
