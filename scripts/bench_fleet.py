@@ -56,7 +56,8 @@ import bench  # noqa: E402
 from bench import SINGLE, BenchError, Scenario, cpu_by_part, measure, spread  # noqa: E402
 from spy import Spy, profile_rows  # noqa: E402
 
-from devtools.stack import BIN_DIR, Stack, free_port, http_json, wait_for  # noqa: E402
+from devtools.stack import Stack  # noqa: E402
+from scripts.baselines.processes import Baselines, baselines_start  # noqa: E402
 
 RAW_LIMITS = ROOT / "scripts" / "raw_limits.py"
 HTTP_LOAD = ROOT / "scripts" / "baselines" / "http_load.py"
@@ -85,47 +86,7 @@ class Front:
         return getattr(self.stack, name)
 
 
-# --- The baselines' processes --------------------------------------------------------
-
-
-@dataclass
-class Baselines:
-    naive: str = ""  # base URL of (a)'s daphne
-    http: str = ""  # base URL of (b)'s daphne
-
-    def start(self, stack: Stack, workers: int) -> None:
-        """(a): a daphne and `workers` Channels workers; (b): a WSGI server (wsgi.py) and a
-        Celery worker of `workers` processes; all on the stack's Redis and PostgreSQL."""
-        port = free_port()
-        app = "scripts.baselines.naive_channels:application"
-        stack.spawn(
-            "naive-daphne", [str(BIN_DIR / "daphne"), "-b", "127.0.0.1", "-p", str(port), app]
-        )
-        for n in range(1, workers + 1):
-            stack.spawn(
-                f"naive-worker-{n}", [sys.executable, "scripts/baselines/naive_channels.py"]
-            )
-        self.naive = f"http://127.0.0.1:{port}"
-        settings = "scripts.baselines.settings"
-        port = free_port()
-        listen = f"tcp:{port}:interface=127.0.0.1"
-        wsgi = ["web", "--listen", listen, "--wsgi", "scripts.baselines.wsgi.application"]
-        web_env = stack.app_env() | {
-            "DJANGO_SETTINGS_MODULE": f"{settings}_wsgi",
-            "PYTHONPATH": str(ROOT),
-        }
-        stack.spawn("http-web", [str(BIN_DIR / "twistd"), "-n", "--pidfile=", *wsgi], web_env)
-        celery = [str(BIN_DIR / "celery"), "-A", "project", "worker", "-Q", "baseline"]
-        options = ["-c", str(workers), "-n", "baseline@%h", "-l", "warning"]
-        celery_env = stack.app_env() | {"DJANGO_SETTINGS_MODULE": settings}
-        stack.spawn("http-celery", [*celery, *options], celery_env)
-        self.http = f"http://127.0.0.1:{port}"
-        for base in (self.naive, self.http):
-            wait_for(
-                lambda base=base: http_json("GET", f"{base}/healthz", timeout=5)[0] == 200,
-                timeout=60,
-                what=f"{base}/healthz",
-            )
+# --- The baselines' runs ----------------------------------------------------------
 
 
 def fleet_cpu(stack: Stack) -> dict[str, float]:
@@ -644,9 +605,9 @@ def fleet_bench(config) -> bool:
     config.modules = {name: scenario_module(name) for name in SCENARIOS if name in config.parts}
     with bench.running_stack(config.workers) as stack:
         bench.warm_up(stack)
-        baselines = Baselines()
+        baselines = None
         if "baselines" in config.parts:
-            baselines.start(stack, config.workers)
+            baselines = baselines_start(stack, workers=config.workers)
             print("  baselines' warm-up (not counted)")
             measure(Front(stack, [baselines.naive]), SINGLE, 2)
             measure_http(stack, baselines.http, 2)
