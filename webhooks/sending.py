@@ -97,6 +97,8 @@ class Courier:
         self.close()
         addresses = addresses_allowed(target, allow_private=self.allow_private)
         sock = _connect(addresses, target.port, deadline, allow_private=self.allow_private)
+        # A request is written at once, whole: Nagle's wait for an ACK would only delay it.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if target.scheme == "https":
             sock.settimeout(_left(deadline))
             sock = tls_context().wrap_socket(sock, server_hostname=target.host)
