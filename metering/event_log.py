@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from billing.bulk import rows_insert
+from billing.models import Account
 from metering.models import DashboardEventBatch
 
 EVENT_BATCH_FIELDS = ("account_id", "first_seq", "last_seq", "events", "created_at")
@@ -48,6 +49,11 @@ def account_events_between(*, account_id: str, after: int, upto: int) -> list[di
     if [event["seq"] for event in events] != list(range(after + 1, upto + 1)):
         return None
     return events
+
+
+def account_event_seqs(*, account_ids: set[str]) -> dict[str, int]:
+    """Each account's latest committed event number (what its dashboards should have)."""
+    return dict(Account.objects.filter(pk__in=account_ids).values_list("id", "event_seq"))
 
 
 def event_log_prune(*, before: datetime) -> int:

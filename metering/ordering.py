@@ -5,7 +5,8 @@ workers publish after their commits and the later one can win the race to
 the dashboard. Each charge event carries the account's sequence number; a
 dashboard holds an early one back until the events before it arrive, and
 waits out a gap (an event the channel layer lost) only for a moment before
-it takes a fresh snapshot (`rebase`).
+it reads the missing ones from the event log (`accept` them), or, when the
+log no longer has them, takes a fresh snapshot (`rebase`).
 """
 
 from typing import Any
@@ -22,6 +23,13 @@ class EventOrder:
     def waiting(self) -> bool:
         """Whether events are held back behind a gap."""
         return bool(self._held)
+
+    @property
+    def missing(self) -> tuple[int, int] | None:
+        """The numbers of the gap before the first event held back (first, last), if any."""
+        if not self._held:
+            return None
+        return self.next, min(self._held) - 1
 
     def accept(self, seq: int, event: Any) -> list[Any]:
         """The events now ready, in order; older numbers (in the snapshot, repeats) are dropped."""

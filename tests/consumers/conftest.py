@@ -8,6 +8,7 @@ from channels.routing import URLRouter
 from channels.testing import ApplicationCommunicator, WebsocketCommunicator
 
 from metering.batching import frame_batcher, frame_batchers_forget
+from metering.fanout import dashboard_hubs_forget
 from protocol import RATING_CHANNEL
 from routing.websocket import websocket_urlpatterns
 from workers.rating import RatingConsumer
@@ -26,6 +27,7 @@ async def empty_layer():
 async def layer_emptied() -> None:
     await get_channel_layer().flush()
     frame_batchers_forget()  # their batches and answer channel went with the flush
+    dashboard_hubs_forget()  # and the dashboard hubs' groups
 
 
 def device(token: str | None = None, *, query: str = "") -> WebsocketCommunicator:

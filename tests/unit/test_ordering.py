@@ -42,3 +42,15 @@ def test_a_snapshot_past_everything_held_releases_nothing_it_counts():
     assert order.rebase(after=2) == []
     assert not order.waiting
     assert order.accept(3, "c") == ["c"]
+
+
+def test_the_gap_before_the_first_event_held_back_is_named():
+    order = EventOrder(after=2)
+    assert order.missing is None
+    order.accept(7, "g")
+    order.accept(5, "e")
+    assert order.missing == (3, 4)
+    assert order.accept(3, "c") == ["c"]
+    assert order.missing == (4, 4)
+    assert order.accept(4, "d") == ["d", "e"]
+    assert order.missing == (6, 6)
