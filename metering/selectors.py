@@ -109,8 +109,3 @@ def dashboard_session_access(*, account_id: str, user) -> Grant:
     if account_user_allowed(user=user, account_id=account_id):
         return Grant(Access.ALLOWED, user_group(user.pk))
     return Grant(Access.NOT_ALLOWED)
-
-
-def account_event_seq(*, account_id: str) -> int:
-    """The number of the account's latest committed dashboard event."""
-    return Account.objects.filter(pk=account_id).values_list("event_seq", flat=True).first() or 0
