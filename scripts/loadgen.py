@@ -6,15 +6,16 @@
         --devices 20 --rate 1000 --dashboard --seconds 60
     python scripts/loadgen.py ... --credit-control    # the same load on a prepaid account
 
-Provisions one account, a per-unit tariff and N delta meters through the REST
-API. Without --rate, each device keeps `--in-flight` unacked frames of
-`--batch` readings in the air (closed loop: as fast as the server acks). With
---rate, the devices send single readings on a fixed schedule that adds up to
-that many readings/s (open loop), and with --dashboard one dashboard socket
-watches the account, to time each reading from its send to its charge event.
-Several --url (daphne processes) spread the devices over them, round robin.
+Provisions one account (or --accounts, the meters dealt round robin), a per-unit
+tariff and N delta meters through the REST API. Without --rate, each device
+keeps `--in-flight` unacked frames of `--batch` readings in the air (closed
+loop: as fast as the server acks). With --rate, the devices send single
+readings on a fixed schedule that adds up to that many readings/s (open loop),
+and with --dashboard a dashboard socket watches each account, to time each
+reading from its send to its charge event. Several --url (daphne processes)
+spread the devices over them, round robin.
 
-With --credit-control the account is also prepaid (CONTRACT.md section 6): a
+With --credit-control each account is also prepaid (CONTRACT.md section 6): a
 credit no run can spend, a cut-off line at 0 and three alerts (spend_above,
 usage_above, balance_below) that every batch evaluates and none reaches, so the
 same load with and without it prices credit control. At the end its balance must
@@ -23,8 +24,8 @@ be the credit less the charged total, not cut off, and no alert fired.
 Devices are clients/device.py's, doing what the contract asks of them: readings
 answered `busy` are resent after `retry_after_ms`, readings without an answer
 after RESEND_AFTER seconds are resent, and both are counted; a device that has
-to reconnect is a failed run. At the end the account's charged total must
-equal the usage acked, to the last decimal, and the dashboard must have seen
+to reconnect is a failed run. At the end each account's charged total must
+equal the usage acked, to the last decimal, and the dashboards must have seen
 every acked reading; exit status 1 when a check fails.
 
 Output: "loadgen: streaming" when the clock starts and "loadgen: drained" when
@@ -224,10 +225,14 @@ class Dashboard:
         else:
             self.alerts[message["id"]] = (now, message)
 
-    async def wait_for(self, ids: set[str], timeout: float) -> None:
-        deadline = asyncio.get_running_loop().time() + timeout
-        while not ids <= self.seen.keys() and asyncio.get_running_loop().time() < deadline:
-            await asyncio.sleep(0.1)
+
+async def dashboards_wait(dashboards: list[Dashboard], ids: set[str], timeout: float) -> None:
+    """Until the dashboards together have shown every one of `ids`, at most `timeout` s."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while asyncio.get_running_loop().time() < deadline:
+        if not ids.difference(*(dashboard.seen.keys() for dashboard in dashboards)):
+            return
+        await asyncio.sleep(0.1)
 
 
 def account_create(base: str, key: str, name: str = "load") -> dict:
@@ -254,13 +259,22 @@ def meter_create(base: str, key: str, *, account: str, tariff: str, name: str) -
 
 
 def provision(base: str, key: str, devices: int) -> tuple[dict, list[str]]:
-    account = account_create(base, key)
+    """One account with `devices` meters; the account and the meters' tokens."""
+    accounts, tokens = provision_accounts(base, key, devices, 1)
+    return accounts[0], tokens
+
+
+def provision_accounts(
+    base: str, key: str, devices: int, accounts: int
+) -> tuple[list[dict], list[str]]:
+    """`accounts` accounts, meter i on account i % accounts; their tokens in meter order."""
+    made = [account_create(base, key) for _ in range(accounts)]
     tariff = tariff_create(base, key, UNIT_PRICE)
     tokens = [
-        meter_create(base, key, account=account["id"], tariff=tariff["id"], name=f"m{i}")
+        meter_create(base, key, account=made[i % accounts]["id"], tariff=tariff["id"], name=f"m{i}")
         for i in range(devices)
     ]
-    return account, tokens
+    return made, tokens
 
 
 def credit_add(base: str, key: str, account: str, amount: Decimal, idempotency_key: str) -> dict:
@@ -322,15 +336,19 @@ def settled_total(base: str, key: str, account: str, expected: Decimal) -> Decim
         time.sleep(0.5)
 
 
-async def stream(args, bases: list[str], account: str, tokens: list[str], stats: Stats) -> dict:
-    """Connect the devices (and the dashboard), stream until the deadline and every answer
-    is in; the wall and client CPU time it took and what the dashboard saw."""
+async def stream(
+    args, bases: list[str], accounts: list[str], tokens: list[str], stats: Stats
+) -> dict:
+    """Connect the devices (and a dashboard on each account), stream until the deadline
+    and every answer is in; the wall and client CPU time it took and what the dashboards
+    saw."""
     loop = asyncio.get_running_loop()
     async with contextlib.AsyncExitStack() as sockets:
-        dashboard = None
-        if args.dashboard:
+        dashboards = []
+        for account in accounts if args.dashboard else ():
             dashboard = await open_dashboard(sockets, bases[0], args.key, account)
-            dashboard_reader = asyncio.create_task(dashboard.read())
+            sockets.callback(asyncio.create_task(dashboard.read()).cancel)
+            dashboards.append(dashboard)
         devices = []
         for index, token in enumerate(tokens):
             device = LoadDevice(meters_url(bases[index % len(bases)]), token, index, args, stats)
@@ -348,23 +366,22 @@ async def stream(args, bases: list[str], account: str, tokens: list[str], stats:
         print("loadgen: drained", flush=True)
 
         dashboard_result = None
-        if dashboard is not None:
-            await dashboard.wait_for(set(stats.acked), DASHBOARD_GRACE)
-            dashboard_reader.cancel()
-            dashboard_result = dashboard_outcome(dashboard, stats)
+        if dashboards:
+            await dashboards_wait(dashboards, set(stats.acked), DASHBOARD_GRACE)
+            dashboard_result = dashboard_outcome(dashboards, stats)
     return {"elapsed": elapsed, "client_cpu": client_cpu, "dashboard": dashboard_result}
 
 
-def dashboard_outcome(dashboard: Dashboard, stats: Stats) -> dict:
-    latencies = [
-        dashboard.seen[rid] - stats.sent[rid] for rid in stats.acked if rid in dashboard.seen
-    ]
+def dashboard_outcome(dashboards: list[Dashboard], stats: Stats) -> dict:
+    """What the dashboards saw together (each reading shows on its own account's)."""
+    seen = {rid: at for dashboard in dashboards for rid, at in dashboard.seen.items()}
+    latencies = [seen[rid] - stats.sent[rid] for rid in stats.acked if rid in seen]
     return {
-        "readings_seen": len(dashboard.seen),
-        "missing": len(stats.acked.keys() - dashboard.seen.keys()),
-        "repeated": dashboard.repeated,
-        "alerts": len(dashboard.alerts),
-        "events": dict(dashboard.kinds),
+        "readings_seen": len(seen),
+        "missing": len(stats.acked.keys() - seen.keys()),
+        "repeated": sum(dashboard.repeated for dashboard in dashboards),
+        "alerts": sum(len(dashboard.alerts) for dashboard in dashboards),
+        "events": dict(sum((dashboard.kinds for dashboard in dashboards), Counter())),
         "charge_ms": percentiles_ms(latencies),
     }
 
@@ -411,24 +428,55 @@ def stats_figures(stats: Stats, seconds: float) -> dict:
     }
 
 
+def totals_check(base: str, key: str, accounts: list[str], stats: Stats) -> dict:
+    """Each account's charged total against the usage acked on its meters (meter i is on
+    account i % accounts); the sums and the accounts that differ."""
+    acked = Counter(int(rid.split("-")[0][1:]) % len(accounts) for rid in stats.acked)
+    expected = [acked[n] * UNIT_PRICE for n in range(len(accounts))]
+    totals = [
+        settled_total(base, key, account, want)
+        for account, want in zip(accounts, expected, strict=True)
+    ]
+    differ = [n for n, (got, want) in enumerate(zip(totals, expected, strict=True)) if got != want]
+    return {"totals": totals, "total": sum(totals), "expected": sum(expected), "differ": differ}
+
+
+def credit_control_checks(base: str, key: str, accounts: list[str], totals: list) -> tuple:
+    """credit_control_check on every account: what was found (merged), and the problems."""
+    found, problems = [], []
+    for account, total in zip(accounts, totals, strict=True):
+        one, more = credit_control_check(base, key, account, total)
+        found.append(one)
+        problems += more
+    merged = {
+        "balance": found[0]["balance"] if len(found) == 1 else [f["balance"] for f in found],
+        "cut_off": any(f["cut_off"] for f in found),
+        "fired": [kind for f in found for kind in f["fired"]],
+        "ok": all(f["ok"] for f in found),
+    }
+    return merged, problems
+
+
 async def run(args) -> dict:
     bases = [url.rstrip("/") for url in args.url]
-    account, tokens = provision(bases[0], args.key, args.devices)
-    if args.credit_control:
-        credit_control_arm(bases[0], args.key, account["id"])
+    made, tokens = provision_accounts(bases[0], args.key, args.devices, args.accounts)
+    accounts = [account["id"] for account in made]
+    for account in accounts if args.credit_control else ():
+        credit_control_arm(bases[0], args.key, account)
     stats = Stats()
-    streamed = await stream(args, bases, account["id"], tokens, stats)
-    answered = len(stats.acked)
-    expected = answered * UNIT_PRICE
-    total = settled_total(bases[0], args.key, account["id"], expected)
+    streamed = await stream(args, bases, accounts, tokens, stats)
+    totals = totals_check(bases[0], args.key, accounts, stats)
+    total, expected = totals["total"], totals["expected"]
     problems = run_problems(stats, total=total, expected=expected, dashboard=streamed["dashboard"])
+    problems += [f"account {n}: charged {totals['totals'][n]}" for n in totals["differ"]]
     credit = None
     if args.credit_control:
-        credit, more = credit_control_check(bases[0], args.key, account["id"], total)
+        credit, more = credit_control_checks(bases[0], args.key, accounts, totals["totals"])
         problems += more
     return {
         "mode": "paced" if args.rate else "closed",
         "credit_control": args.credit_control,
+        "accounts": args.accounts,
         "devices": args.devices,
         "batch": args.batch,
         "in_flight": args.in_flight,
@@ -472,8 +520,11 @@ def summary(result: dict) -> str:
         )
     if result["credit"]:
         credit = result["credit"]
+        balance = credit["balance"]
+        if isinstance(balance, list):
+            balance = f"{min(balance, key=Decimal)} at the least of {len(balance)} accounts"
         line += (
-            f"; credit control: balance {credit['balance']}, cut off {credit['cut_off']}, "
+            f"; credit control: balance {balance}, cut off {credit['cut_off']}, "
             f"alerts fired {credit['fired'] or 'none'}"
         )
     for problem in result["problems"]:
@@ -488,10 +539,15 @@ def main() -> None:
     )
     parser.add_argument("--key", required=True, help="operator API key")
     parser.add_argument("--devices", type=int, default=20)
+    parser.add_argument(
+        "--accounts", type=int, default=1, help="the devices spread over this many accounts"
+    )
     parser.add_argument("--batch", type=int, default=100, help="readings per frame")
     parser.add_argument("--in-flight", type=int, default=None, help="unacked frames per device")
     parser.add_argument("--rate", type=float, default=None, help="readings/s of all devices")
-    parser.add_argument("--dashboard", action="store_true", help="watch the account's charges")
+    parser.add_argument(
+        "--dashboard", action="store_true", help="watch each account's charges (a socket each)"
+    )
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument(
         "--credit-control",
@@ -503,6 +559,7 @@ def main() -> None:
         args.batch = 1
     if args.in_flight is None:
         args.in_flight = PACED_IN_FLIGHT if args.rate else 4
+    args.accounts = max(1, min(args.accounts, args.devices))
 
     result = asyncio.run(run(args))
     print(summary(result))
