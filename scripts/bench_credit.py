@@ -56,6 +56,7 @@ from loadgen import (  # scripts/loadgen.py, beside this file
     open_dashboard,
     percentiles_ms,
     stats_figures,
+    target_arguments,
     tariff_create,
 )
 
@@ -418,10 +419,7 @@ def summary(result: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--url", nargs="+", default=["http://127.0.0.1:8000"], help="one per daphne process"
-    )
-    parser.add_argument("--key", required=True, help="operator API key")
+    target_arguments(parser)
     parser.add_argument("--accounts", type=int, default=20, help="one device each")
     parser.add_argument("--rate", type=float, default=1000, help="readings/s of all devices")
     parser.add_argument("--credit", type=Decimal, default=Decimal(100), help="C, each credit")

@@ -532,12 +532,17 @@ def summary(result: dict) -> str:
     return line
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def target_arguments(parser: argparse.ArgumentParser) -> None:
+    """--url (one per daphne process) and --key (an operator key): the stack to drive."""
     parser.add_argument(
         "--url", nargs="+", default=["http://127.0.0.1:8000"], help="one per daphne process"
     )
     parser.add_argument("--key", required=True, help="operator API key")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    target_arguments(parser)
     parser.add_argument("--devices", type=int, default=20)
     parser.add_argument(
         "--accounts", type=int, default=1, help="the devices spread over this many accounts"
