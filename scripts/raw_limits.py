@@ -14,6 +14,8 @@
   client process keeping 50 connections x 8 frames in flight, each frame a
   single-reading frame as a device sends it: frames/s echoed, and the share of a
   core each side used (the one near 1.0 is the limit).
+- beside rows/s and frames/s, rows and frames per CPU second (the client's and the
+  server's together): other work on the machine moves those much less.
 
 `--only echo copy` measures some of them (redis, bulk_create, copy, echo; all by
 default). scripts/bench.py and scripts/bench_fleet.py run this with their stack's
@@ -168,12 +170,26 @@ def scratch_model():
     return ScratchReading
 
 
-def insert_rate(seconds: float, insert_batch) -> float:
-    """Rows/s of `insert_batch(rows)`, BATCH rows a transaction, for `seconds`."""
+def backend_cpu() -> float:
+    """CPU seconds so far of this connection's PostgreSQL backend (same machine)."""
+    import psutil
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        times = psutil.Process(cursor.fetchone()[0]).cpu_times()
+    return times.user + times.system
+
+
+def insert_rate(seconds: float, insert_batch) -> tuple[float, float]:
+    """Rows/s of `insert_batch(rows)`, BATCH rows a transaction, for `seconds`; and rows per
+    CPU second of this process and its backend together (what other work on the machine
+    takes from both moves the first figure far more than the second)."""
     from django.db import transaction
 
     now = datetime.now(UTC)
     rows = 0
+    cpu = time.process_time() + backend_cpu()
     started = time.perf_counter()
     while time.perf_counter() < started + seconds:
         batch = [
@@ -182,7 +198,9 @@ def insert_rate(seconds: float, insert_batch) -> float:
         with transaction.atomic():
             insert_batch(batch)
         rows += BATCH
-    return round(rows / (time.perf_counter() - started), 1)
+    elapsed = time.perf_counter() - started
+    cpu = time.process_time() + backend_cpu() - cpu
+    return round(rows / elapsed, 1), round(rows / cpu, 1)
 
 
 def postgres_rates(seconds: float, kinds: set[str]) -> dict:
@@ -211,7 +229,9 @@ def postgres_rates(seconds: float, kinds: set[str]) -> dict:
             if kind in kinds:
                 with connection.cursor() as cursor:
                     cursor.execute(f"TRUNCATE {SCRATCH_TABLE}")
-                rates[f"pg_{kind}_rows_per_s"] = insert_rate(seconds, insert)
+                per_s, per_cpu_s = insert_rate(seconds, insert)
+                rates[f"pg_{kind}_rows_per_s"] = per_s
+                rates[f"pg_{kind}_rows_per_cpu_s"] = per_cpu_s
     finally:
         with connection.cursor() as cursor:
             cursor.execute(f"DROP TABLE IF EXISTS {SCRATCH_TABLE}")
@@ -285,6 +305,7 @@ def echo_rate(seconds: float) -> dict:
     server_spent = after.user + after.system - server_cpu.user - server_cpu.system
     return {
         "echo_frames_per_s": round(echoed / elapsed, 1),
+        "echo_frames_per_cpu_s": round(echoed / (server_spent + client_cpu), 1),
         # CPU over wall time, connecting included: near 1.0 is the side that limits.
         "echo_server_core_share": round(server_spent / elapsed, 2),
         "echo_client_core_share": round(client_cpu / elapsed, 2),
