@@ -170,18 +170,23 @@ def scratch_model():
     return ScratchReading
 
 
-def backend_cpu() -> float:
-    """CPU seconds so far of this connection's PostgreSQL backend (same machine)."""
+def backend_cpu() -> float | None:
+    """CPU seconds so far of this connection's PostgreSQL backend; None if it is not a
+    process of this machine."""
     import psutil
     from django.db import connection
 
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_backend_pid()")
-        times = psutil.Process(cursor.fetchone()[0]).cpu_times()
+        pid = cursor.fetchone()[0]
+    try:
+        times = psutil.Process(pid).cpu_times()
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return None
     return times.user + times.system
 
 
-def insert_rate(seconds: float, insert_batch) -> tuple[float, float]:
+def insert_rate(seconds: float, insert_batch) -> tuple[float, float | None]:
     """Rows/s of `insert_batch(rows)`, BATCH rows a transaction, for `seconds`; and rows per
     CPU second of this process and its backend together (what other work on the machine
     takes from both moves the first figure far more than the second)."""
@@ -189,7 +194,8 @@ def insert_rate(seconds: float, insert_batch) -> tuple[float, float]:
 
     now = datetime.now(UTC)
     rows = 0
-    cpu = time.process_time() + backend_cpu()
+    backend = backend_cpu()
+    cpu = time.process_time()
     started = time.perf_counter()
     while time.perf_counter() < started + seconds:
         batch = [
@@ -199,8 +205,11 @@ def insert_rate(seconds: float, insert_batch) -> tuple[float, float]:
             insert_batch(batch)
         rows += BATCH
     elapsed = time.perf_counter() - started
-    cpu = time.process_time() + backend_cpu() - cpu
-    return round(rows / elapsed, 1), round(rows / cpu, 1)
+    cpu = time.process_time() - cpu
+    backend_after = backend_cpu()
+    if backend is None or backend_after is None:
+        return round(rows / elapsed, 1), None
+    return round(rows / elapsed, 1), round(rows / (cpu + backend_after - backend), 1)
 
 
 def postgres_rates(seconds: float, kinds: set[str]) -> dict:
