@@ -20,6 +20,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -45,13 +46,23 @@ LEASE = timedelta(seconds=30)
 BATCH = 20
 
 
-def endpoint_deliver(*, endpoint_id: str, owner: str, stop: threading.Event | None = None) -> int:
+def endpoint_deliver(
+    *,
+    endpoint_id: str,
+    owner: str,
+    stop: threading.Event | None = None,
+    more: Callable[[], bool] | None = None,
+) -> int:
     """Send the endpoint's due deliveries in order, unless another holds its lease;
-    returns the attempts made. `stop` set: finish the attempt in hand, start no other."""
+    returns the attempts made. `stop` set: finish the attempt in hand, start no other.
+    `more()` true once the queue is empty: new deliveries came meanwhile (the fan-out of
+    this process said so), so the queue is read again, the lease kept."""
     attempts = 0
     while _lease_take(endpoint_id=endpoint_id, owner=owner):
         try:
             attempts += _due_send(endpoint_id=endpoint_id, owner=owner, stop=stop)
+            while more is not None and more() and not (stop is not None and stop.is_set()):
+                attempts += _due_send(endpoint_id=endpoint_id, owner=owner, stop=stop)
         finally:
             _lease_release(endpoint_id=endpoint_id, owner=owner)
         # A fan-out that found the lease taken left its new deliveries to the holder,

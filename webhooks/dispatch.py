@@ -5,7 +5,8 @@ and one POST may take the whole 10 s timeout. So the tasks only decide what is t
 delivered (the fan-out, the endpoints with something due) and hand each endpoint to a
 thread of this process (METERLINE_WEBHOOK_THREADS of them), which sends its deliveries
 under the endpoint's lease (webhooks/delivery.py). An endpoint handed over again while
-it is queued or running here runs once more afterwards, never twice at once.
+it is queued or running here runs once more afterwards, never twice at once; a run
+whose queue is empty lingers a moment for the next kick, keeping its lease.
 
 Nothing is lost with the process: whatever was not recorded as delivered is still
 pending in the database, and the beat sweeper hands it out again once its lease expires.
@@ -31,7 +32,12 @@ from webhooks.models import WebhookDelivery, WebhookEndpoint
 
 logger = logging.getLogger(__name__)
 
-_lock = threading.Lock()
+# A run whose queue is empty keeps its endpoint this long for the next event (while
+# threads are to spare), rather than give the lease back and take it again at once.
+LINGER_SECONDS = 0.2
+
+# Guards _kicked; notified when an endpoint is handed over again.
+_lock = threading.Condition()
 # Endpoints queued or running in this process -> handed over again meanwhile.
 _kicked: dict[str, bool] = {}
 _pool: ThreadPoolExecutor | None = None
@@ -70,6 +76,7 @@ def endpoints_kick(endpoint_ids: Iterable[str]) -> None:
                 return
             if endpoint_id in _kicked:
                 _kicked[endpoint_id] = True
+                _lock.notify_all()
                 continue
             _kicked[endpoint_id] = False
             pool = _threads()
@@ -86,10 +93,18 @@ def _threads() -> ThreadPoolExecutor:
 
 
 def _run(endpoint_id: str) -> None:
+    def more() -> bool:
+        with _lock:
+            spare = len(_kicked) < settings.METERLINE_WEBHOOK_THREADS
+            if spare and not _kicked.get(endpoint_id) and not _stop.is_set():
+                _lock.wait(LINGER_SECONDS)
+            kicked, _kicked[endpoint_id] = _kicked.get(endpoint_id, False), False
+        return kicked
+
     while True:
         try:
             close_old_connections()
-            endpoint_deliver(endpoint_id=endpoint_id, owner=_owner, stop=_stop)
+            endpoint_deliver(endpoint_id=endpoint_id, owner=_owner, stop=_stop, more=more)
         except Exception:  # the database may be restarting: the sweeper hands it out again
             logger.exception("webhook deliveries to endpoint %s stopped", endpoint_id)
         finally:
@@ -106,8 +121,9 @@ def dispatch_stop(**kwargs: object) -> None:
     """Let the attempts in flight finish and be recorded, and start nothing more until
     they have (Celery's worker_shutdown and worker_process_shutdown signals)."""
     global _pool
-    _stop.set()
     with _lock:
+        _stop.set()
+        _lock.notify_all()  # no run lingers
         pool, _pool = _pool, None
     if pool is not None:
         pool.shutdown(wait=True, cancel_futures=True)
@@ -119,7 +135,7 @@ def dispatch_stop(**kwargs: object) -> None:
 def _after_fork_in_child() -> None:
     # A forked child has none of its parent's threads: it starts its own when needed.
     global _lock, _pool
-    _lock = threading.Lock()
+    _lock = threading.Condition()
     _pool = None
     _kicked.clear()
 
