@@ -599,6 +599,9 @@ def credit_rows(runs: list[dict], table: Targets) -> None:
             at_least(ratios, CREDIT_RATIO_TARGET),
             2,
         )
+        # What other processes on the machine change least: the CPU each reading cost.
+        cpu = [cpu_per_reading(run[plain]) / cpu_per_reading(run[f"{plain}_cc"]) for run in runs]
+        table.row(f"{plain}: CPU per reading without / with credit control", cpu, "", None, 2)
     table.row(
         f"{CROSSING_ACCOUNTS} prepaid accounts, closed loop: readings/s acked",
         [run["prepaid_accounts"]["readings_per_s"] for run in runs],
@@ -766,6 +769,11 @@ def ratio_rows(runs: list[dict]) -> list[list[str]]:
     ]
 
 
+def cpu_per_reading(result: dict) -> float:
+    """CPU seconds of every process (the client's too) per reading answered."""
+    return sum(result["cpu_s"].values()) / (result["answered"] or 1)
+
+
 def cpu_rows(runs: list[dict], kinds: tuple[str, ...]) -> tuple[list[str], list[list[str]]]:
     """A row per kind of run that every run has (ocpp: per MeterValues message)."""
     parts = ["daphne", "workers", "postgres", "redis", "celery", "client"]
@@ -780,7 +788,7 @@ def cpu_rows(runs: list[dict], kinds: tuple[str, ...]) -> tuple[list[str], list[
             cpu = result["cpu_s"]
             for part in parts:
                 per_part[part].append(cpu.get(part, 0.0) / readings * 1000)
-            per_part["total"].append(sum(cpu.values()) / readings * 1000)
+            per_part["total"].append(cpu_per_reading(result) * 1000)
             busy.append(sum(cpu.values()) / result["wall_s"])
         cells = [f"{median(per_part[part]):.3f}" for part in [*parts, "total"]]
         rows.append([kind, *cells, f"{median(busy):.2f}"])
