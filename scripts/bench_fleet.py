@@ -59,7 +59,6 @@ from spy import Spy, profile_rows  # noqa: E402
 from devtools.stack import Stack  # noqa: E402
 from scripts.baselines.processes import Baselines, baselines_start  # noqa: E402
 
-RAW_LIMITS = ROOT / "scripts" / "raw_limits.py"
 HTTP_LOAD = ROOT / "scripts" / "baselines" / "http_load.py"
 FLEET = ROOT / "scripts" / "fleet"
 SCENARIOS = ("sockets", "hosts", "accounts", "fanout")
@@ -147,31 +146,15 @@ def measure_http(stack: Stack, base: str, seconds: float) -> dict:
 
 
 def measure_limits(stack: Stack, seconds: float) -> dict:
-    completed = subprocess.run(
-        [
-            sys.executable,
-            str(RAW_LIMITS),
-            "--seconds",
-            str(seconds),
-            "--only",
-            "redis",
-            "copy",
-            "echo",
-        ],
-        cwd=ROOT,
-        env=stack.app_env(),
-        capture_output=True,
-        text=True,
-        timeout=seconds * 6 + 180,
-    )
-    if completed.returncode != 0:
-        raise BenchError(f"raw_limits.py failed:\n{completed.stdout}\n{completed.stderr[-3000:]}")
-    limits = json.loads(completed.stdout.strip().splitlines()[-1])
+    """bench.py's raw limits (raw_limits.py measures the echo server and the per-CPU
+    figures too), and a line about those."""
+    limits = bench.measure_limits(stack, seconds)
     print(
-        f"  raw limits: COPY {limits['pg_copy_rows_per_s']:,.0f} rows/s, echo "
-        f"{limits['echo_frames_per_s']:,.0f} frames/s (server {limits['echo_server_core_share']} "
-        f"of a core, client {limits['echo_client_core_share']}), channels-redis "
-        f"{limits['channels_redis_msg_per_s']:,.0f} msg/s"
+        f"  echo {limits['echo_frames_per_s']:,.0f} frames/s (server "
+        f"{limits['echo_server_core_share']} of a core, client "
+        f"{limits['echo_client_core_share']}); per CPU second: COPY "
+        f"{limits.get('pg_copy_rows_per_cpu_s') or 0:,.0f} rows, echo "
+        f"{limits['echo_frames_per_cpu_s']:,.0f} frames"
     )
     return limits
 
