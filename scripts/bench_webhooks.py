@@ -20,7 +20,10 @@ callback that runs before the wake.
   --rate for --seconds: commit to arrival, p50, p99 and max, first attempts only (the
   receiver never fails).
 - Raw limit, in the same run and against the same receiver: plain HTTP POSTs/s from this
-  process, a new connection each (as deliveries are made), one client and 16 threads.
+  process, a new connection each, one client and 16 threads.
+- CPU per delivery, each phase: the Celery worker (fan-out and sending), PostgreSQL and
+  this producer, in ms of CPU (psutil): what a delivery costs whatever else the machine
+  runs, where wall-clock figures depend on it.
 
 Prints a human summary, then one JSON line with every figure.
 """
@@ -39,7 +42,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as scripts/bench_webhooks.py
 
-from loadgen import percentiles_ms  # scripts/loadgen.py, beside this file
+from bench import cpu_seconds, postgres_cpu  # scripts/bench.py, beside this file
+from loadgen import percentiles_ms
 
 from devtools.stack import Stack
 
@@ -194,12 +198,25 @@ def arrivals_wait(port: int, expected: int, timeout: float) -> list[tuple[str, s
 # --- The phases ---------------------------------------------------------------------------
 
 
+def cpu_now(stack: Stack) -> dict[str, float]:
+    return {
+        "celery": cpu_seconds(stack.process("celery").popen.pid),
+        "postgres": postgres_cpu(stack),
+        "producer": cpu_seconds(os.getpid()),
+    }
+
+
+def cpu_ms_per(before: dict[str, float], after: dict[str, float], count: int) -> dict:
+    return {part: round((after[part] - before[part]) * 1000 / max(count, 1), 3) for part in after}
+
+
 def throughput(stack: Stack, port: int, account: str, args: argparse.Namespace) -> dict:
     endpoints = endpoints_make(stack, port, args.endpoints)
-    started = time.time()
+    started, cpu = time.time(), cpu_now(stack)
     committed = events_write(account, args.events, rate=None)
     expected = args.events * args.endpoints
     records = arrivals_wait(port, expected, timeout=args.timeout)
+    cpu = cpu_ms_per(cpu, cpu_now(stack), len(records))
     endpoints_delete(stack, endpoints)
     seconds = max(record[2] for record in records) - started if records else None
     pairs = {(path, webhook_id) for path, webhook_id, _ in records}
@@ -213,16 +230,18 @@ def throughput(stack: Stack, port: int, account: str, args: argparse.Namespace) 
         "seconds": round(seconds, 2) if seconds else None,
         "deliveries_per_second": round(len(records) / seconds, 1) if seconds else None,
         "events_per_second": round(len(records) / args.endpoints / seconds, 2) if seconds else None,
+        "cpu_ms_per_delivery": cpu,
     }
 
 
 def latency(stack: Stack, port: int, account: str, args: argparse.Namespace) -> dict:
     endpoints = endpoints_make(stack, port, args.latency_endpoints)
     count = int(args.rate * args.seconds)
-    started = time.monotonic()
+    started, cpu = time.monotonic(), cpu_now(stack)
     committed = events_write(account, count, rate=args.rate)
     achieved = count / (time.monotonic() - started)
     records = arrivals_wait(port, count * len(endpoints), timeout=args.timeout)
+    cpu = cpu_ms_per(cpu, cpu_now(stack), len(records))
     endpoints_delete(stack, endpoints)
     waits = [at - committed[webhook_id] for _, webhook_id, at in records if webhook_id in committed]
     return {
@@ -232,6 +251,7 @@ def latency(stack: Stack, port: int, account: str, args: argparse.Namespace) -> 
         "rate_written": round(achieved, 1),
         "deliveries_received": len(records),
         "commit_to_receiver_ms": percentiles_ms(waits),
+        "cpu_ms_per_delivery": cpu,
     }
 
 
@@ -274,17 +294,18 @@ def main() -> None:
 
 def report(figures: dict) -> None:
     raw, put, lat = figures["raw_posts_per_second"], figures["throughput"], figures["latency"]
-    print(f"raw limit: plain POSTs/s to the receiver: {raw}")
+    print(f"raw limit: plain POSTs/s to the receiver: {raw}; load {os.getloadavg()[0]:.1f}")
     print(
         f"throughput: {put['events']} events x {put['endpoints']} endpoints: "
         f"{put['deliveries_received']}/{put['deliveries_expected']} deliveries in "
         f"{put['seconds']} s = {put['deliveries_per_second']} deliveries/s, "
-        f"{put['events_per_second']} events/s; duplicates {put['duplicates']}"
+        f"{put['events_per_second']} events/s; duplicates {put['duplicates']}; "
+        f"CPU ms a delivery {put['cpu_ms_per_delivery']}"
     )
     print(
         f"latency: {lat['events']} events at {lat['rate_written']}/s to {lat['endpoints']} "
         f"endpoint(s), {lat['deliveries_received']} received: commit to receiver "
-        f"{lat['commit_to_receiver_ms']}"
+        f"{lat['commit_to_receiver_ms']}; CPU ms a delivery {lat['cpu_ms_per_delivery']}"
     )
     print(json.dumps(figures))
 
