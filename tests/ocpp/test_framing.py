@@ -3,6 +3,7 @@
 import json
 
 import pytest
+from hypothesis import given, settings
 
 from metering.ocpp.framing import (
     BadCall,
@@ -15,7 +16,8 @@ from metering.ocpp.framing import (
     frame_parse,
     result_text,
 )
-from metering.ocpp.schemas import payload_check, timestamp_parse
+from metering.ocpp.schemas import conforms, payload_check, timestamp_parse, validator
+from tests.ocpp.strategies import VALID, json_values, mutated
 
 BOOT = {"chargePointVendor": "Acme", "chargePointModel": "Wallbox"}
 
@@ -131,3 +133,23 @@ def test_timestamps_are_utc_and_of_a_set_clock():
     for unset in ("1970-01-01T00:00:00Z", "0001-01-01T00:00:00+05:00", "9999-12-31T23:59:59-05:00"):
         with pytest.raises(OcppError):
             timestamp_parse(unset)
+
+
+# --- The fast path agrees with jsonschema --------------------------------------------
+
+ANSWERED = sorted(VALID)
+
+
+@settings(max_examples=600, deadline=None)
+@given(action_payload=mutated(), stray=json_values)
+def test_the_fast_path_lets_through_only_what_jsonschema_finds_valid(action_payload, stray):
+    action, payload = action_payload
+    for name, value in ((action, payload), (action, stray), (f"{action}Response", payload)):
+        schema = validator(name).schema
+        if conforms(schema, value):
+            assert validator(name).is_valid(value), (name, value)
+
+
+def test_the_fast_path_takes_the_valid_payloads():
+    for action in ANSWERED:
+        assert conforms(validator(action).schema, VALID[action]), action
