@@ -181,9 +181,12 @@ async def run_phase(args, name: str) -> dict:
     for first in range(0, len(meters), CONNECT_AT_ONCE):
         chunk = meters[first : first + CONNECT_AT_ONCE]
         clients += await asyncio.gather(*(open_client(base, name, *m) for m in chunk))
-    transactions = [None] * len(clients)
-    if name == "ocpp":  # a session each, started before the clock
-        transactions = await asyncio.gather(*(start_transaction(c) for c in clients))
+    transactions: list[int | None] = [None] * len(clients)
+    if name == "ocpp":  # a session each, started before the clock, a chunk at a time
+        transactions = []
+        for first in range(0, len(clients), CONNECT_AT_ONCE):
+            chunk = clients[first : first + CONNECT_AT_ONCE]
+            transactions += await asyncio.gather(*(start_transaction(c) for c in chunk))
     phase = Phase(name)
     loop = asyncio.get_running_loop()
     cpu_before = time.process_time()
@@ -196,14 +199,15 @@ async def run_phase(args, name: str) -> dict:
         )
     )
     print(f"bench_ocpp: drained {name}", flush=True)
+    wall = loop.time() - span[0]  # beyond --seconds when the stack could not keep up
     client_cpu = time.process_time() - cpu_before
     for client in clients:
         with contextlib.suppress(Exception):
             await client.ws.close()
-    return figures(args, phase, account, client_cpu)
+    return figures(args, phase, account, client_cpu, wall)
 
 
-def figures(args, phase: Phase, account: str, client_cpu: float) -> dict:
+def figures(args, phase: Phase, account: str, client_cpu: float, wall: float) -> dict:
     total = Decimal(api(args.url, args.key, "GET", f"/api/v1/accounts/{account}/usage/")["total"])
     expected = len(phase.latencies) * STEP_KWH * UNIT_PRICE
     return {
@@ -211,7 +215,8 @@ def figures(args, phase: Phase, account: str, client_cpu: float) -> dict:
         "clients": args.clients,
         "seconds": args.seconds,
         "answered": len(phase.latencies),
-        "per_s": round(len(phase.latencies) / args.seconds, 1),
+        "wall_s": round(wall, 1),
+        "per_s": round(len(phase.latencies) / wall, 1),
         "latency_ms": percentiles_ms(phase.latencies),
         "late_sends": phase.late,
         "unanswered": phase.unanswered,
@@ -227,7 +232,8 @@ async def load(args) -> list[dict]:
     for name in args.phases:
         result = await run_phase(args, name)
         print(
-            f"  {name}: {result['answered']} answered ({result['per_s']}/s), "
+            f"  {name}: {result['answered']} answered ({result['per_s']}/s over "
+            f"{result['wall_s']} s, {result['late_sends']} sent late), "
             f"p50 {result['latency_ms']['p50']} ms, p99 {result['latency_ms']['p99']} ms, "
             f"charged {result['charged']} (exact: {result['exact']})",
             flush=True,
@@ -247,6 +253,7 @@ def own_stack(args) -> list[dict]:
         command += ["--clients", str(args.clients), "--seconds", str(args.seconds)]
         command += ["--phases", *args.phases]
         marks: dict[str, dict] = {}
+        results: list[dict] = []
         with subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=ROOT) as load:
             for line in load.stdout:
                 line = line.rstrip("\n")
@@ -259,6 +266,8 @@ def own_stack(args) -> list[dict]:
                     results = json.loads(line)
                 else:
                     print(line, flush=True)
+    if not results:
+        raise SystemExit(f"bench_ocpp: the load process failed ({load.returncode})")
     for result in results:
         spent = marks[result["phase"]]
         result["cpu_ms_per_message"] = {
