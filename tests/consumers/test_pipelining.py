@@ -13,11 +13,18 @@ from channels.layers import get_channel_layer
 from django.utils import timezone
 
 from billing.models import Charge
+from metering import batching
 from protocol import RATING_CHANNEL
 from tests.consumers.conftest import dashboard, device, rate_message
 from tests.factories import make_account, make_dashboard_key, make_meter, make_tariff
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+def batches_never_expire(monkeypatch):
+    """An unanswered batch frees its place only after the tests' longest wait."""
+    monkeypatch.setattr(batching, "BATCH_EXPIRY_SECONDS", 60.0)
 
 
 @database_sync_to_async
@@ -38,7 +45,7 @@ def register(reading_id, value, seconds):
     return json.dumps({"type": "reading", "id": reading_id, "ts": ts, "value": value})
 
 
-async def next_batch(timeout=5):
+async def next_batch(timeout=2):
     return await asyncio.wait_for(get_channel_layer().receive(RATING_CHANNEL), timeout)
 
 
