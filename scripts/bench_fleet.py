@@ -585,6 +585,12 @@ def report(config, runs: list[dict], started: float) -> bool:
         report_baselines(runs)
     verdicts += report_scenarios(runs, config)
     report_profiles(runs)
+    print("\nWall time of each part, s (median of runs)")
+    parts = list(dict.fromkeys(part for run in runs for part in run.get("took_s", {})))
+    bench.print_table(
+        ["part", "median (min to max)"],
+        [[part, spread([run["took_s"].get(part) for run in runs])] for part in parts],
+    )
     print("\nChecks")
     rows, checks = check_rows(runs)
     bench.print_table(["check", "result", "problems"], rows)
@@ -596,6 +602,28 @@ def report(config, runs: list[dict], started: float) -> bool:
 
 
 # --- The run ------------------------------------------------------------------------
+
+
+def one_run(stack: Stack, baselines: Baselines | None, config, n: int) -> dict:
+    """Run n: the parts asked for, with each part's wall time in run["took_s"]."""
+    run: dict = {"n": n, "scenarios": {}, "took_s": {}}
+
+    def timed(part: str, work: Callable[[], object]) -> object:
+        started = time.monotonic()
+        result = work()
+        run["took_s"][part] = round(time.monotonic() - started, 1)
+        return result
+
+    if "core" in config.parts:
+        timed("core", lambda: core_run(stack, config, run))
+    if baselines is not None:
+        timed("baselines", lambda: baselines_run(stack, baselines, config, run))
+    for name, module in config.modules.items():
+        if module is not None:
+            print(f"  scenario {name}, {config.scenario_seconds:g} s")
+            work = lambda module=module: scenario_run(module, stack, config.scenario_seconds)  # noqa: E731
+            run["scenarios"][name] = timed(name, work)
+    return run
 
 
 def fleet_bench(config) -> bool:
@@ -612,16 +640,7 @@ def fleet_bench(config) -> bool:
         runs = []
         for n in range(1, config.runs + 1):
             print(f"run {n}/{config.runs}")
-            run = {"n": n, "scenarios": {}}
-            if "core" in config.parts:
-                core_run(stack, config, run)
-            if "baselines" in config.parts:
-                baselines_run(stack, baselines, config, run)
-            for name, module in config.modules.items():
-                if module is not None:
-                    print(f"  scenario {name}, {config.scenario_seconds:g} s")
-                    run["scenarios"][name] = scenario_run(module, stack, config.scenario_seconds)
-            runs.append(run)
+            runs.append(one_run(stack, baselines, config, n))
             if config.json:
                 config.json.write_text(json.dumps(runs, indent=1, default=str))
     return report(config, runs, started)
