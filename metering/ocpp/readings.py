@@ -24,7 +24,7 @@ ENERGY_REGISTER = "Energy.Active.Import.Register"
 # in Wh, below 10^18 with at most 6 decimals.
 MAX_KWH = Decimal(10) ** 15
 MAX_KWH_PLACES = 9
-PLAIN_DECIMAL = re.compile(r"^[0-9]{1,21}(\.[0-9]{1,12})?$")
+PLAIN_DECIMAL = re.compile(r"[0-9]{1,21}(\.[0-9]{1,12})?")
 # Where a register measures the charge point's delivery (Outlet is OCPP's default).
 CHARGE_POINT_LOCATIONS = frozenset({None, "Outlet", "Inlet"})
 _UNITS = {None: -3, "Wh": -3, "kWh": 0}  # power of ten from the unit to kWh
@@ -95,7 +95,7 @@ def sample_register_kwh(sample: dict[str, Any]) -> Decimal | None:
     if unit not in _UNITS or sample.get("location") not in CHARGE_POINT_LOCATIONS:
         return None
     text = sample["value"]
-    if not PLAIN_DECIMAL.match(text):
+    if not PLAIN_DECIMAL.fullmatch(text):
         return None
     kwh = Decimal(text).scaleb(_UNITS[unit])
     exponent = kwh.as_tuple().exponent

@@ -37,6 +37,8 @@ def test_other_samples_are_not_registers():
         {"value": "1e3"},
         {"value": "12.3456789", "unit": "Wh"},  # beyond a reading's 9 places in kWh
         {"value": "1" + "0" * 18},  # 10^18 Wh: beyond a reading's column
+        {"value": "4000\n"},  # a decimal must be the whole string
+        {"value": "٤٠٠٠"},  # ASCII digits only
     ):
         assert sample_register_kwh(sample) is None, sample
 
