@@ -558,6 +558,11 @@ def figure_rows(runs: list[dict], table: Targets) -> None:
         "0 in every run",
         all(m == 0 for m in missed),
     )
+    soak_rows(paced, table)
+
+
+def soak_rows(paced: list[dict], table: Targets) -> None:
+    """Each process's RSS over the soak."""
     for name in sorted({name for p in paced for name in p.get("rss", {})}):
         growth = [p.get("rss", {}).get(name, {}).get("growth_pct") for p in paced]
         worst = [p.get("rss", {}).get(name, {}).get("worst_pct") for p in paced]
@@ -584,24 +589,34 @@ def credit_rows(runs: list[dict], table: Targets) -> None:
     """Credit control: readings/s with it against without it, in the same round, and the
     crossing latencies."""
     for plain in ("batched", "single"):
-        prepaid = [run[f"{plain}_cc"]["readings_per_s"] for run in runs]
-        ratios = [
-            run[f"{plain}_cc"]["readings_per_s"] / run[plain]["readings_per_s"]
-            if run[plain]["readings_per_s"]
-            else None
-            for run in runs
-        ]
-        table.row(f"{plain}, credit control: readings/s acked", prepaid, "", None)
-        table.row(
-            f"{plain}, credit control / without, same round",
-            ratios,
-            f">= {CREDIT_RATIO_TARGET:.2f}",
-            at_least(ratios, CREDIT_RATIO_TARGET),
-            2,
-        )
-        # What other processes on the machine change least: the CPU each reading cost.
-        cpu = [cpu_per_reading(run[plain]) / cpu_per_reading(run[f"{plain}_cc"]) for run in runs]
-        table.row(f"{plain}: CPU per reading without / with credit control", cpu, "", None, 2)
+        cost_rows(runs, table, plain)
+    crossing_rows(runs, table)
+
+
+def cost_rows(runs: list[dict], table: Targets, plain: str) -> None:
+    """A shape's readings/s with credit control, and against without it in the same round."""
+    prepaid = [run[f"{plain}_cc"]["readings_per_s"] for run in runs]
+    ratios = [
+        run[f"{plain}_cc"]["readings_per_s"] / run[plain]["readings_per_s"]
+        if run[plain]["readings_per_s"]
+        else None
+        for run in runs
+    ]
+    table.row(f"{plain}, credit control: readings/s acked", prepaid, "", None)
+    table.row(
+        f"{plain}, credit control / without, same round",
+        ratios,
+        f">= {CREDIT_RATIO_TARGET:.2f}",
+        at_least(ratios, CREDIT_RATIO_TARGET),
+        2,
+    )
+    # What other processes on the machine change least: the CPU each reading cost.
+    cpu = [cpu_per_reading(run[plain]) / cpu_per_reading(run[f"{plain}_cc"]) for run in runs]
+    table.row(f"{plain}: CPU per reading without / with credit control", cpu, "", None, 2)
+
+
+def crossing_rows(runs: list[dict], table: Targets) -> None:
+    """The crossings' pace against what their shape carried, and their latencies."""
     table.row(
         f"{CROSSING_ACCOUNTS} prepaid accounts, closed loop: readings/s acked",
         [run["prepaid_accounts"]["readings_per_s"] for run in runs],
@@ -813,7 +828,25 @@ def rss_rows(runs: list[dict]) -> list[list[str]]:
     return rows
 
 
-def report(config, runs: list[dict]) -> bool:
+def limit_rows(runs: list[dict]) -> list[list[str]]:
+    limits = [run["limits"] for run in runs]
+    return [
+        [
+            "channels-redis send then receive, 1 sender, 1 receiver, msg/s",
+            spread([lim["channels_redis_msg_per_s"] for lim in limits]),
+        ],
+        [
+            "PostgreSQL insert via ORM bulk_create, 100 a transaction, rows/s",
+            spread([lim["pg_bulk_create_rows_per_s"] for lim in limits]),
+        ],
+        [
+            "PostgreSQL insert via COPY, 100 a transaction, rows/s",
+            spread([lim["pg_copy_rows_per_s"] for lim in limits]),
+        ],
+    ]
+
+
+def report_header(config, runs: list[dict]) -> None:
     print(f"\n=== Meterline bench: median (min to max) of {len(runs)} run(s) ===")
     print(f"  {os.cpu_count()} cores; {versions()}")
     print(
@@ -829,25 +862,11 @@ def report(config, runs: list[dict]) -> bool:
         if run["crossings_note"]:
             print(f"  {run['crossings_note']}")
 
+
+def report(config, runs: list[dict]) -> bool:
+    report_header(config, runs)
     print("\nRaw limits on this machine (measured in each run, the stack idle)")
-    limits = [run["limits"] for run in runs]
-    print_table(
-        ["limit", "median (min to max)"],
-        [
-            [
-                "channels-redis send then receive, 1 sender, 1 receiver, msg/s",
-                spread([lim["channels_redis_msg_per_s"] for lim in limits]),
-            ],
-            [
-                "PostgreSQL insert via ORM bulk_create, 100 a transaction, rows/s",
-                spread([lim["pg_bulk_create_rows_per_s"] for lim in limits]),
-            ],
-            [
-                "PostgreSQL insert via COPY, 100 a transaction, rows/s",
-                spread([lim["pg_copy_rows_per_s"] for lim in limits]),
-            ],
-        ],
-    )
+    print_table(["limit", "median (min to max)"], limit_rows(runs))
 
     print("\nTargets")
     table = Targets()
@@ -978,7 +997,8 @@ def env_default(name: str, default: float) -> float:
     return float(os.environ.get(name, default))
 
 
-def main() -> None:
+def settings() -> argparse.Namespace:
+    """The flags, each defaulting to its environment variable (module docstring)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=int(env_default("BENCH_RUNS", 3)))
     parser.add_argument("--seconds", type=float, default=env_default("BENCH_SECONDS", 15))
@@ -1013,6 +1033,11 @@ def main() -> None:
         config.ocpp_seconds = config.seconds
     if config.webhook_seconds is None:
         config.webhook_seconds = config.seconds
+    return config
+
+
+def main() -> None:
+    config = settings()
     # A plain `kill` must still stop the stack: unwind through its `finally`.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     try:
