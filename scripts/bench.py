@@ -972,6 +972,11 @@ def scale_out(config) -> bool:
                 spread([run["single"]["ack_ms"]["p99"] for run in runs]),
             ]
         )
+    scale_out_report(config, table, exact)
+    return exact
+
+
+def scale_out_report(config, table: list[list[str]], exact: bool) -> None:
     print(
         f"\n=== Meterline scale-out: readings/s acked, "
         f"median (min to max) of {config.runs} run(s) ==="
@@ -990,7 +995,6 @@ def scale_out(config) -> bool:
     for row in table:
         print("| " + " | ".join(row) + " |")
     print(f"\nexact totals and every reading answered in every run: {verdict(exact)}")
-    return exact
 
 
 def env_default(name: str, default: float) -> float:
