@@ -1,7 +1,7 @@
 """`make bench`: Meterline's performance targets, measured on a live stack of this machine.
 
-    make bench                                            # 3 runs, about 30 minutes
-    BENCH_RUNS=1 BENCH_SECONDS=5 BENCH_SOAK_SECONDS=40 make bench    # about 4 minutes
+    make bench                                            # 3 runs, about 35 minutes
+    BENCH_RUNS=1 BENCH_SECONDS=5 BENCH_SOAK_SECONDS=40 make bench    # 6 to 11 minutes
     .venv/bin/python scripts/bench.py --scale-out         # 1, 2, 4 workers; 2 daphne processes
 
 Starts the integration tests' stack (devtools/stack.py: Redis, PostgreSQL,
