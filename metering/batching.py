@@ -16,7 +16,12 @@ taken under it, so two batches of an account commit one after the other in
 either order. Delta usage adds up the same in any order; a register does not
 (a cumulative meter's usage is the increase over the register before it, and
 a decrease is refused), so the frames of a meter that sends registers still
-go one batch at a time, in the order they came.
+go one batch at a time, in the order they came. Pipelining saves the round
+trip between one batch's commit and the next one's start, but a frame that
+comes while the account's batches are out then waits behind two of them, not
+one, and batches get smaller: on one host (2 workers, 2026-12-04) paced
+latency doubled with 2, so the default is 1. It may pay where that round trip
+is long (workers on other hosts than Redis).
 
 A worker answers a batch with one message on this process's own channel,
 and the answers are handed to the device connections here. A batch whose

@@ -165,8 +165,9 @@ METERLINE_MAX_IN_FLIGHT = env_int("METERLINE_MAX_IN_FLIGHT", 32)
 # (metering/batching.py); frames arriving meanwhile wait for the next batch.
 METERLINE_BATCHES_IN_FLIGHT = env_int("METERLINE_BATCHES_IN_FLIGHT", 2)
 # ...of which one account may have this many (pipelining: its next batch waits at a
-# worker, behind the account lock, while the one before commits).
-METERLINE_ACCOUNT_BATCHES_IN_FLIGHT = env_int("METERLINE_ACCOUNT_BATCHES_IN_FLIGHT", 2)
+# worker, behind the account lock, while the one before commits). 1 on one host, where
+# 2 measured slower: the account's frames then queue behind two batches, not one.
+METERLINE_ACCOUNT_BATCHES_IN_FLIGHT = env_int("METERLINE_ACCOUNT_BATCHES_IN_FLIGHT", 1)
 # How long an account's numbered charge events are kept for dashboards that missed some
 # (metering/event_log.py); one whose gap reaches back further takes a fresh snapshot.
 METERLINE_DASHBOARD_EVENTS_KEEP_SECONDS = env_int("METERLINE_DASHBOARD_EVENTS_KEEP_SECONDS", 900)
