@@ -295,7 +295,10 @@ _batchers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 def frame_batcher(layer: BaseChannelLayer) -> FrameBatcher:
     """This event loop's batcher for the layer."""
-    per_layer = _batchers.setdefault(asyncio.get_running_loop(), weakref.WeakKeyDictionary())
+    loop = asyncio.get_running_loop()
+    per_layer = _batchers.get(loop)
+    if per_layer is None:  # not setdefault: it would make a dictionary on every call
+        per_layer = _batchers[loop] = weakref.WeakKeyDictionary()
     if layer not in per_layer:
         per_layer[layer] = FrameBatcher(layer)
     return per_layer[layer]

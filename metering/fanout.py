@@ -222,7 +222,10 @@ _hubs: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 def dashboard_hub(layer: BaseChannelLayer, refresh_seconds: Callable[[], float]) -> DashboardHub:
     """This event loop's hub for the layer."""
-    per_layer = _hubs.setdefault(asyncio.get_running_loop(), weakref.WeakKeyDictionary())
+    loop = asyncio.get_running_loop()
+    per_layer = _hubs.get(loop)
+    if per_layer is None:  # not setdefault: it would make a dictionary on every call
+        per_layer = _hubs[loop] = weakref.WeakKeyDictionary()
     if layer not in per_layer:
         per_layer[layer] = DashboardHub(layer, refresh_seconds)
     return per_layer[layer]
