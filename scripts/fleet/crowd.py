@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import json
 import math
 import os
@@ -117,13 +118,15 @@ def _tariff() -> dict:
 
 
 def _django(stack, command: str, payload: dict) -> dict:
-    """This file's Django side, in a process pointed at the stack's database."""
+    """This file's Django side, in a process pointed at the stack's database, on the code
+    the stack runs (another checkout's, when a run measures code before a change)."""
+    root = Path(inspect.getfile(type(stack))).resolve().parents[1]
     result = subprocess.run(
-        [sys.executable, str(Path(__file__).resolve()), command],
+        [sys.executable, str(Path(__file__).resolve()), command, str(root)],
         input=json.dumps(payload),
         capture_output=True,
         text=True,
-        cwd=REPO_ROOT,
+        cwd=root,
         env=stack.app_env(),
         timeout=600,
         check=False,
@@ -581,13 +584,13 @@ def _account_report(log: AccountLog, watchers: list[Watcher], waiting: int, dead
 def _main() -> None:
     import resource
 
-    sys.path.insert(0, str(REPO_ROOT))
+    sys.path.insert(0, sys.argv[2] if sys.argv[1:2] == ["--copies"] else str(REPO_ROOT))
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # a socket is a descriptor
     if sys.argv[1:] == ["--client"]:
         plan = json.loads(sys.stdin.readline())
         print(json.dumps(asyncio.run(client(plan))), flush=True)
-    elif sys.argv[1:] == ["--copies"]:
+    elif sys.argv[1:2] == ["--copies"]:
         os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
         import django
 
