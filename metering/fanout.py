@@ -32,6 +32,7 @@ from channels.layers import BaseChannelLayer
 
 from metering.event_log import account_event_seqs, account_events_between
 from project.metrics import LAYER_RECEIVE_ERRORS
+from protocol import account_group
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +52,7 @@ class _Group:
     account_id: str | None  # an account's dashboards: told its event number each refresh
     members: set[Inbox] = field(default_factory=set)
     channel: str = ""
+    listener: asyncio.Future | None = None
     joined: asyncio.Future = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
@@ -92,7 +94,7 @@ class DashboardHub:
             group.joined.set_exception(error)
             group.joined.exception()  # retrieved: the joiners waiting raise it
             raise
-        self._spawn(self._listen(group))
+        group.listener = self._spawn(self._listen(group))
         group.joined.set_result(None)
         if self._refresher is None or self._refresher.done():
             self._refresher = asyncio.ensure_future(self._refresh())
@@ -121,6 +123,8 @@ class DashboardHub:
             await self.layer.send(group.channel, STOP)
         except Exception:
             logger.warning("could not leave group %s", group.name, exc_info=True)
+            if group.listener is not None:  # rather than listen for ever
+                group.listener.cancel()
 
     async def _listen(self, group: _Group) -> None:
         while True:
@@ -131,11 +135,22 @@ class DashboardHub:
                 logger.warning("receiving group %s failed; retrying", group.name, exc_info=True)
                 await asyncio.sleep(0.5)
                 continue
-            if message.get("type") == STOP["type"]:
+            kind = message.get("type")
+            if kind == STOP["type"]:
                 return
-            if message.get("type") == "dashboard.events":
+            if kind == "dashboard.batch":  # several accounts' events (billing/events.py)
+                self._batch_deliver(message["accounts"])
+                continue
+            if kind == "dashboard.events":
                 message = encoded(message)
             self._deliver(group, message)
+
+    def _batch_deliver(self, accounts: dict[str, list]) -> None:
+        """Each account's events to its dashboards here, whichever channel they came on."""
+        for account_id, events in accounts.items():
+            group = self.groups.get(account_group(account_id))
+            if group is not None and group.account_id == account_id:
+                self._deliver(group, encoded({"type": "dashboard.events", "events": events}))
 
     def _deliver(self, group: _Group, message: dict[str, Any]) -> None:
         for inbox in list(group.members):
@@ -198,10 +213,11 @@ class DashboardHub:
         if self.catch_ups.get(account_id) is catch_up:
             del self.catch_ups[account_id]
 
-    def _spawn(self, coroutine) -> None:
+    def _spawn(self, coroutine) -> asyncio.Future:
         task = asyncio.ensure_future(coroutine)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     def close(self) -> None:
         """Stop listening to every group (tests that flush the layer under the hub)."""

@@ -86,6 +86,23 @@ class ShardedRedisChannelLayer(RedisChannelLayer):
             if popped is not None:
                 return channel, self.deserialize(popped[1])
 
+    async def group_members(self, groups: list[str]) -> dict[str, list[str]]:
+        """The channels of each group (memberships not expired), one round trip per shard:
+        for a sender that sends one message per process rather than one per group
+        (billing/events.py, the dashboards' events of a rating batch)."""
+        by_shard: dict[int, list[str]] = {}
+        for group in groups:
+            by_shard.setdefault(self.consistent_hash(group), []).append(group)
+        since = int(time.time()) - self.group_expiry
+        members = {}
+        for index, names in by_shard.items():
+            pipe = self.connection(index).pipeline(transaction=False)
+            for name in names:
+                pipe.zrangebyscore(self._group_key(name), since, "+inf")
+            for name, found in zip(names, await pipe.execute(), strict=True):
+                members[name] = [channel.decode() for channel in found]
+        return members
+
     def _plain(self, channel: str):
         """The connection and key of a plain channel: its one shard (fix 2)."""
         return self.connection(self.consistent_hash(channel)), self.prefix + channel

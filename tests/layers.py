@@ -21,3 +21,7 @@ class SerializingInMemoryChannelLayer(InMemoryChannelLayer):
 
     async def group_send(self, group, message):
         await super().group_send(group, self._round_trip(message))
+
+    async def group_members(self, groups: list[str]) -> dict[str, list[str]]:
+        """As project/channel_layer.py's: the channels of each group."""
+        return {group: list(self.groups.get(group, {})) for group in groups}

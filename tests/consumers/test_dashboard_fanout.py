@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from metering import fanout
 from metering.models import DashboardEventBatch
-from tests.consumers.conftest import dashboard, device, rate_next_frame
+from tests.consumers.conftest import dashboard, device, frames_handed_on, rate_next_frame
 from tests.factories import make_account, make_dashboard_key, make_meter, make_tariff
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -24,20 +24,38 @@ def an_account(keys=1):
     return account, token, [make_dashboard_key(account) for _ in range(keys)]
 
 
+def charge_seqs(message) -> set:
+    """The event numbers a dashboard message carries, whichever way it was sent."""
+    if message.get("type") == "dashboard.batch":
+        events = [event for batch in message["accounts"].values() for event in batch]
+    else:
+        events = message.get("events", [])
+    return {event.get("seq") for event in events}
+
+
+def losing(monkeypatch, lost) -> None:
+    """The layer loses the messages carrying a charge event whose number `lost(seq)`
+    says, sent to groups or to a process (as channels-redis may: at most once)."""
+    layer = get_channel_layer()
+    send, group_send = layer.send, layer.group_send
+
+    async def send_losing(channel, message):
+        if not any(lost(seq) for seq in charge_seqs(message)):
+            await send(channel, message)
+
+    async def group_send_losing(group, message):
+        if not any(lost(seq) for seq in charge_seqs(message)):
+            await group_send(group, message)
+
+    monkeypatch.setattr(layer, "send", send_losing)
+    monkeypatch.setattr(layer, "group_send", group_send_losing)
+
+
 @pytest.fixture
 def lossy_layer(monkeypatch):
-    """The layer loses the group messages of the charge events numbered in `lose`, as
-    channels-redis may (at most once)."""
-    layer = get_channel_layer()
+    """The layer loses the charge events numbered in the set returned."""
     lose: set[int] = set()
-    send = layer.group_send
-
-    async def group_send(group, message):
-        seqs = {event.get("seq") for event in message.get("events", [])}
-        if not seqs & lose:
-            await send(group, message)
-
-    monkeypatch.setattr(layer, "group_send", group_send)
+    losing(monkeypatch, lambda seq: seq in lose)
     return lose
 
 
@@ -144,13 +162,7 @@ async def test_a_process_joins_each_group_once_for_all_its_dashboards(monkeypatc
         return real_read(**kwargs)
 
     monkeypatch.setattr(fanout, "account_events_between", counted_read)
-    send = layer.group_send
-
-    async def losing_the_first(group, message):
-        if all(event.get("seq") != 1 for event in message["events"]):
-            await send(group, message)
-
-    monkeypatch.setattr(layer, "group_send", losing_the_first)
+    losing(monkeypatch, lambda seq: seq == 1)
     meter_device = device(token)
     assert (await meter_device.connect())[0]
     await charged(meter_device, 2)
@@ -163,3 +175,43 @@ async def test_a_process_joins_each_group_once_for_all_its_dashboards(monkeypatc
         await communicator.disconnect()
     await watchers[0].receive_nothing(timeout=0.1)  # the hub leaves the groups meanwhile
     assert not layer.groups.get(f"account-{account.id}")
+
+
+async def test_a_batch_of_many_accounts_reaches_a_process_in_one_message(monkeypatch, settings):
+    """Each dashboard still sees its own account's events, and only those."""
+    settings.METERLINE_BATCHES_IN_FLIGHT = 1
+    accounts = [await an_account() for _ in range(3)]
+    watchers = [await opened(dashboard(account.id, keys[0])) for account, _, keys in accounts]
+    # Another account's frame goes first: while its batch is out, the three wait together.
+    _, blocker_token, _ = await an_account()
+    devices = [device(token) for token in (blocker_token, *(t for _, t, _ in accounts))]
+    for meter_device in devices:
+        assert (await meter_device.connect())[0]
+    layer = get_channel_layer()
+    sent = []
+    send = layer.send
+
+    async def counted(channel, message):
+        if message.get("type") == "dashboard.batch":
+            sent.append(sorted(message["accounts"]))
+        await send(channel, message)
+
+    monkeypatch.setattr(layer, "send", counted)
+    for n, meter_device in enumerate(devices):
+        reading = {"type": "reading", "id": f"r-{n}", "ts": timezone.now().isoformat()}
+        await meter_device.send_to(text_data=json.dumps(reading | {"quantity": "1"}))
+        if n == 0:
+            await meter_device.receive_nothing(timeout=0.1)  # its frame is with the batcher
+            await frames_handed_on()
+    for waiting in (devices[:1], devices[1:]):  # the blocker's batch, then the three's
+        worker = await rate_next_frame()
+        for meter_device in waiting:
+            assert json.loads(await meter_device.receive_from(timeout=5))["type"] == "ack"
+        worker.stop()
+    for n, (watcher, (account, _, _)) in enumerate(zip(watchers, accounts, strict=True), 1):
+        [charge], _ = await shown(watcher, 1)
+        assert (charge["account"], charge["reading_ids"]) == (account.id, [f"r-{n}"])
+        assert await watcher.receive_nothing(timeout=0.2)
+    assert sent == [sorted(account.id for account, _, _ in accounts)]  # the blocker's: no one
+    for communicator in (*watchers, *devices):
+        await communicator.disconnect()
