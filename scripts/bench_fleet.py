@@ -68,6 +68,7 @@ BATCHED_OVER_COPY = 0.12  # goal: batched readings/s over COPY rows/s
 SINGLE_OVER_ECHO = 0.15  # goal: single readings/s over echo frames/s
 PACED_SHARE = 0.30  # of the single readings/s just measured
 PACED_DEVICES = 20
+SHOWN_WIDTH = 120  # characters of a scenario's non-numeric figure (problem lists) shown
 HTTP_DEVICES = 50  # baseline (b): each one POST at a time
 ACK_P99_GOAL = 100.0  # ms, paced
 DASHBOARD_P99_GOAL = 150.0  # ms, paced
@@ -456,7 +457,8 @@ def shown(values: list) -> str:
     known = [v for v in values if v is not None]
     if known and all(isinstance(v, int | float) and not isinstance(v, bool) for v in known):
         return spread(values, 1)
-    return ", ".join(sorted({str(v) for v in values}))
+    seen = ", ".join(sorted({str(v) for v in values}))
+    return seen if len(seen) <= SHOWN_WIDTH else seen[: SHOWN_WIDTH - 3] + "..."
 
 
 def goal_cells(key: str, values: list, goals: dict) -> list[str]:
