@@ -50,7 +50,9 @@ def invoiced(account) -> list[datetime]:
 
 
 def finalized_events(account) -> list[Event]:
-    return list(Event.objects.filter(account=account, type=Event.Type.INVOICE_FINALIZED))
+    return list(
+        Event.objects.filter(account=account, type=Event.Type.INVOICE_FINALIZED).order_by("id")
+    )
 
 
 # --- long names --------------------------------------------------------------------
