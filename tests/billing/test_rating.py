@@ -7,7 +7,7 @@ import pytest
 from django.utils import timezone
 
 from billing.events import events_publish
-from billing.models import Charge, MeterPeriodUsage
+from billing.models import Account, Charge, MeterPeriodUsage
 from metering.models import MeterTariff, Reading
 from metering.parsing import ReadingIn
 from metering.rating import FrameIn, frames_rate, readings_rate
@@ -151,6 +151,8 @@ def test_readings_rate_on_the_tariff_in_force_at_their_timestamp(account):
 
 
 def test_readings_land_in_the_period_of_their_timestamp_in_the_account_timezone(account):
+    # Made before the reading, however long ago that is: older ones are refused (too_old).
+    Account.objects.filter(pk=account.pk).update(created_at=datetime(2026, 1, 1, tzinfo=UTC))
     meter, _ = make_meter(account, make_tariff(), effective_from=datetime(2026, 1, 1, tzinfo=UTC))
     # 23:30 UTC on 31 October is already November in Berlin.
     readings_rate(
