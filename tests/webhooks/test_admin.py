@@ -2,6 +2,7 @@
 puts a delivery back to be sent (due now, its schedule afresh)."""
 
 import pytest
+from django.contrib.admin.utils import quote
 from django.urls import reverse
 from django.utils import timezone
 
@@ -27,7 +28,8 @@ def test_pages_render_without_secrets_and_resend_sends_again(admin_client, recei
 
     pages = [
         reverse("admin:webhooks_webhookendpoint_changelist"),
-        reverse("admin:webhooks_webhookendpoint_change", args=[endpoint.pk]),
+        # quoted as the admin quotes its links: an id like "whe_40..." reads as "whe@..." unquoted
+        reverse("admin:webhooks_webhookendpoint_change", args=[quote(endpoint.pk)]),
         reverse("admin:webhooks_webhookdelivery_changelist"),
         reverse("admin:webhooks_webhookdelivery_change", args=[delivery.pk]),
     ]
