@@ -26,6 +26,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from project.limits import open_files_raise
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BIN_DIR = Path(sys.executable).parent
 WORKERS = 2
@@ -217,6 +219,7 @@ class Stack:
     # --- starting --------------------------------------------------------------
 
     def spawn(self, name: str, cmd: list[str], env: dict[str, str] | None = None) -> Process:
+        open_files_raise()  # each process inherits it: 10,000 sockets need 10,000 descriptors
         log = self.tmp / "logs" / f"{name}.log"
         log.parent.mkdir(exist_ok=True)
         with log.open("ab") as out:

@@ -20,6 +20,8 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from project.limits import open_files_raise
+
 STOP_TIMEOUT_SECONDS = 10
 
 
@@ -36,6 +38,7 @@ class Command(BaseCommand):
         parser.add_argument("--sim-rate", type=float, default=1.0)
 
     def handle(self, *args, **options):
+        open_files_raise()  # for every process below: each WebSocket is a descriptor
         run_dir = Path(settings.BASE_DIR) / ".run"
         run_dir.mkdir(exist_ok=True)
         env = dict(os.environ)
