@@ -4,10 +4,11 @@ process's batcher, and answer each frame once the workers have committed it."""
 import json
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from functools import partial
 
-from channels.db import database_sync_to_async
+from channels.db import DatabaseSyncToAsync, database_sync_to_async
 from channels.exceptions import ChannelFull
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
@@ -51,10 +52,46 @@ from protocol import (
 
 logger = logging.getLogger(__name__)
 
+# A connect or a disconnect waits on the database (the token's lookup, the meter's
+# connection row), and channels runs every database_sync_to_async of a process in one
+# thread: a fleet reconnecting at once after a restart queued there, about 50 connects a
+# second, and handshakes timed out behind it. On PostgreSQL that work runs on threads of
+# its own, each with its own connection; SQLite keeps its one writer.
+CONNECT_THREADS = 4
+_connect_threads = ThreadPoolExecutor(CONNECT_THREADS, thread_name_prefix="device-connect")
+
+
+def connect_database(func):
+    """database_sync_to_async for the work of connects and disconnects (CONNECT_THREADS)."""
+    if "postgresql" in settings.DATABASES["default"]["ENGINE"]:
+        return DatabaseSyncToAsync(func, thread_sensitive=False, executor=_connect_threads)
+    return database_sync_to_async(func)
+
+
+def meter_confirmed_open(*, token: str, meter_id: str, channel_name: str):
+    """Look the token up again, for a rotation, deactivation or cut-off between the first
+    lookup and joining the groups; if it still holds, make this the meter's connection.
+    Returns the meter as looked up now (None: unknown) and the connection it replaces."""
+    again = meter_for_token(token=token)
+    if again is None or not again.active:
+        return again, ""
+    return again, meter_connection_open(meter_id=meter_id, channel_name=channel_name)
+
 
 class DeviceConsumer(ConnectionGauge, HotPathDispatch, AsyncWebsocketConsumer):
     gauge = DEVICE_CONNECTIONS
-    no_database = frozenset({"websocket.receive", "account.cutoff", "account.restore"})
+    # Every handler: those that reach the database do it through connect_database.
+    no_database = frozenset(
+        {
+            "websocket.connect",
+            "websocket.receive",
+            "websocket.disconnect",
+            "account.cutoff",
+            "account.restore",
+            "meter.close",
+            "meter.replaced",
+        }
+    )
     meter = None
 
     def __init__(self, *args, **kwargs):
@@ -69,7 +106,7 @@ class DeviceConsumer(ConnectionGauge, HotPathDispatch, AsyncWebsocketConsumer):
 
     async def connect(self):
         token = bearer_token(self.scope)
-        meter = await database_sync_to_async(meter_for_token)(token=token) if token else None
+        meter = await connect_database(meter_for_token)(token=token) if token else None
         # Accept before closing: a close before accept is an HTTP 403, and the
         # device would never see the contract's close code.
         await self.accept()
@@ -84,7 +121,9 @@ class DeviceConsumer(ConnectionGauge, HotPathDispatch, AsyncWebsocketConsumer):
             await self.channel_layer.group_add(group, self.channel_name)
         # A rotation, deactivation or cut-off between the lookup and joining the groups
         # sent its message before we could hear it: look again.
-        again = await database_sync_to_async(meter_for_token)(token=token)
+        again, previous = await connect_database(meter_confirmed_open)(
+            token=token, meter_id=meter.id, channel_name=self.channel_name
+        )
         if again is None or not again.active:
             for group in groups:
                 await self.channel_layer.group_discard(group, self.channel_name)
@@ -92,9 +131,6 @@ class DeviceConsumer(ConnectionGauge, HotPathDispatch, AsyncWebsocketConsumer):
             return
         self.meter = meter
         self._connection_counted()
-        previous = await database_sync_to_async(meter_connection_open)(
-            meter_id=meter.id, channel_name=self.channel_name
-        )
         if previous:
             # One connection per meter: the newest wins (a device that
             # reconnects after a network drop replaces its half-open socket).
@@ -109,7 +145,7 @@ class DeviceConsumer(ConnectionGauge, HotPathDispatch, AsyncWebsocketConsumer):
             return
         for group in (meter_group(meter.id), account_devices_group(meter.account_id)):
             await self.channel_layer.group_discard(group, self.channel_name)
-        went_offline = await database_sync_to_async(meter_connection_close)(
+        went_offline = await connect_database(meter_connection_close)(
             meter_id=meter.id, channel_name=self.channel_name
         )
         if went_offline:
