@@ -134,6 +134,9 @@ if "InMemory" in CHANNEL_LAYERS["default"]["BACKEND"]:  # tests without Redis
 
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL.replace("unix://", "redis+socket://", 1))
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", default=False)
+# Webhook retries that fell due and whatever a lost wake left are swept this often, by
+# beat and by the Celery worker itself (webhooks/dispatch.py).
+METERLINE_WEBHOOK_SWEEP_SECONDS = env_int("METERLINE_WEBHOOK_SWEEP_SECONDS", 2)
 CELERY_BEAT_SCHEDULE = {
     # Each run closes every period that has ended; a period therefore closes
     # at most this long after its end. Short for tests with short periods.
@@ -147,7 +150,7 @@ CELERY_BEAT_SCHEDULE = {
     # Webhook retries that fell due, and whatever a lost wake left (webhooks/tasks.py).
     "webhooks-sweep": {
         "task": "webhooks.sweep",
-        "schedule": float(env_int("METERLINE_WEBHOOK_SWEEP_SECONDS", 2)),
+        "schedule": float(METERLINE_WEBHOOK_SWEEP_SECONDS),
     },
     # Dashboards' event log older than METERLINE_DASHBOARD_EVENTS_KEEP_SECONDS goes.
     "prune-event-log": {"task": "metering.prune_event_log", "schedule": 60.0},

@@ -8,8 +8,10 @@ under the endpoint's lease (webhooks/delivery.py). An endpoint handed over again
 it is queued or running here runs once more afterwards, never twice at once; a run
 whose queue is empty lingers a moment for the next kick, keeping its lease.
 
-Nothing is lost with the process: whatever was not recorded as delivered is still
-pending in the database, and the beat sweeper hands it out again once its lease expires.
+The process also sweeps on its own (`pump_start`, from the first task on), so that a long
+task in Celery's one slot delays no delivery for longer than a sweep interval. Nothing
+is lost with the process: whatever was not recorded as delivered is still pending in the
+database, and a sweep hands it out again once its lease expires.
 At a warm shutdown the attempts in flight finish and are recorded; nothing new starts.
 """
 
@@ -41,6 +43,7 @@ _lock = threading.Condition()
 # Endpoints queued or running in this process -> handed over again meanwhile.
 _kicked: dict[str, bool] = {}
 _pool: ThreadPoolExecutor | None = None
+_pump: threading.Thread | None = None
 _owner = ""
 _stop = threading.Event()
 
@@ -54,6 +57,29 @@ def deliveries_pump(*, sweep: bool) -> int:
         endpoint_ids |= endpoints_due()
     endpoints_kick(sorted(endpoint_ids))
     return len(endpoint_ids)
+
+
+def pump_start() -> None:
+    """Start this process's own sweep (idempotent): every METERLINE_WEBHOOK_SWEEP_SECONDS,
+    whatever Celery is busy with. Celery has one slot, and a long task there (closing
+    many periods) would otherwise hold up the fan-outs and retries queued behind it."""
+    global _pump
+    with _lock:
+        if _stop.is_set() or (_pump is not None and _pump.is_alive()):
+            return
+        _pump = threading.Thread(target=_pump_forever, name="webhook-pump", daemon=True)
+        _pump.start()
+
+
+def _pump_forever() -> None:
+    while not _stop.wait(settings.METERLINE_WEBHOOK_SWEEP_SECONDS):
+        try:
+            close_old_connections()
+            deliveries_pump(sweep=True)
+        except Exception:  # the database may be restarting: next time
+            logger.warning("webhook sweep failed", exc_info=True)
+        finally:
+            close_old_connections()
 
 
 def endpoints_due() -> set[str]:
@@ -134,9 +160,9 @@ def dispatch_stop(**kwargs: object) -> None:
 
 def _after_fork_in_child() -> None:
     # A forked child has none of its parent's threads: it starts its own when needed.
-    global _lock, _pool
+    global _lock, _pool, _pump
     _lock = threading.Condition()
-    _pool = None
+    _pool = _pump = None
     _kicked.clear()
 
 

@@ -11,7 +11,13 @@ from billing.models import Event
 from billing.outbox import event_record
 from tests.factories import make_account
 from tests.webhooks.conftest import endpoint_for
-from webhooks.dispatch import deliveries_pump, dispatch_stop, endpoints_due, endpoints_kick
+from webhooks.dispatch import (
+    deliveries_pump,
+    dispatch_stop,
+    endpoints_due,
+    endpoints_kick,
+    pump_start,
+)
 from webhooks.fanout import events_fan_out
 from webhooks.models import WebhookDelivery, WebhookEndpoint
 
@@ -74,3 +80,17 @@ def test_the_sweep_finds_endpoints_with_something_due_and_no_live_lease(receiver
     WebhookDelivery.objects.filter(endpoint=waiting).update(next_attempt_at=later)
 
     assert endpoints_due() == {due.id}
+
+
+def test_the_worker_sweeps_on_its_own_whatever_celery_is_busy_with(receiver, settings):
+    """No task runs here after pump_start: the process's own sweep delivers the event."""
+    settings.METERLINE_WEBHOOK_SWEEP_SECONDS = 0.2
+    hooks = receiver()
+    endpoint_for(hooks, [Event.Type.METER_OFFLINE])
+    pump_start()
+    account = make_account()
+    event = event_record(type=Event.Type.METER_OFFLINE, account_id=account.id, data={}, live=False)
+
+    hooks.wait_for(1)
+
+    assert [r.webhook_id for r in hooks.delivered()] == [event.public_id]
