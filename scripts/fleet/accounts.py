@@ -36,6 +36,7 @@ from crowd import (
     crowd_problems,
     crowd_provision,
     crowd_run,
+    crowd_settled,
     hist_quantiles,
     totals_wrong,
 )
@@ -102,6 +103,7 @@ def _phase(stack, crowd: Crowd, run_id: str, shape: dict, dashboards: int, secon
         dashboards=dashboards,
         clients=CLIENTS if len(crowd.accounts) > 1 else 1,
     )
+    crowd_settled(stack)  # the last phase's sockets are gone
     results, cpu = crowd_run(plans, seconds=seconds)
     crowd_acked(crowd, results)
     figures = crowd_figures(results, seconds) | {"client_cpu_s": round(cpu, 1)}

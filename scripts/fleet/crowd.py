@@ -192,6 +192,25 @@ def _keys(account, count: int) -> list[str]:
     return keys
 
 
+def crowd_settled(stack, timeout: float = 120.0) -> float:
+    """Wait until the stack holds no device or dashboard connection (the last run's
+    disconnects are handled, not counted in the next run); the seconds it took."""
+    names = ("meterline_device_connections", "meterline_dashboard_connections")
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        request = urllib.request.Request(
+            stack.http_base + "/metrics",
+            headers={"Authorization": f"Bearer {stack.operator_key}"},
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            lines = response.read().decode().splitlines()
+        held = sum(float(line.rsplit(" ", 1)[1]) for line in lines if line.startswith(names))
+        if held <= 0:
+            break
+        time.sleep(0.5)
+    return round(time.monotonic() - started, 1)
+
+
 def totals_wrong(stack, accounts: list[CrowdAccount]) -> list[str]:
     """Each account whose open-period total is not its acked readings' price, to the cent."""
 
@@ -207,9 +226,13 @@ def totals_wrong(stack, accounts: list[CrowdAccount]) -> list[str]:
 # --- Running client processes (the scenario's process) -------------------------------
 
 
-def crowd_run(plans: list[dict], *, seconds: float) -> tuple[list[dict], float]:
+def crowd_run(
+    plans: list[dict], *, seconds: float, hooks: dict | None = None
+) -> tuple[list[dict], float]:
     """Start a client process per plan, stream `seconds` from one moment; each account's
-    figures (every process's, together), and the CPU seconds the clients spent streaming."""
+    figures (every process's, together), and the CPU seconds the clients spent streaming.
+    `hooks`: "streaming" and "streamed" are called then (a profiler's start and stop)."""
+    hooks = hooks or {}
     procs = [_client_start(plan | {"seconds": seconds}) for plan in plans]
     try:
         for proc in procs:
@@ -218,11 +241,15 @@ def crowd_run(plans: list[dict], *, seconds: float) -> tuple[list[dict], float]:
         for proc in procs:
             proc.stdin.write(json.dumps({"go": start}) + "\n")
             proc.stdin.flush()
+        hooks.get("streaming", lambda: None)()
         results, cpu = [], 0.0
         for proc in procs:
             answer = _expect(proc, "accounts", timeout=seconds + DRAIN_SECONDS + 120)
             results += answer["accounts"]
             cpu += answer["cpu"]
+        hooks.get("streamed", lambda: None)()
+        for proc in procs:  # once it has closed its sockets
+            proc.wait(timeout=120)
         return results, cpu
     finally:
         for proc in procs:
@@ -521,9 +548,16 @@ async def client(plan: dict) -> dict:
     cpu = time.process_time() - cpu
     for reader in readers:
         reader.cancel()
-    for _, device, _, _ in devices:
-        await device.close()
-    return {"accounts": _report(logs, watchers, devices, deadline), "cpu": cpu}
+    report = {"accounts": _report(logs, watchers, devices, deadline), "cpu": cpu}
+    closing = [device.close() for _, device, _, _ in devices]
+    closing += [watcher.ws.close() for watcher, _ in watchers]
+    await asyncio.gather(*(limited(gate, close) for close in closing), return_exceptions=True)
+    return report
+
+
+async def limited(gate: asyncio.Semaphore, coroutine) -> Any:
+    async with gate:
+        return await coroutine
 
 
 async def _shown_all(logs: dict, watchers: list[Watcher], timeout: float = 15.0) -> None:

@@ -28,6 +28,7 @@ from crowd import (
     crowd_problems,
     crowd_provision,
     crowd_run,
+    crowd_settled,
     totals_wrong,
 )
 
@@ -44,8 +45,14 @@ _crowds: dict[int, tuple[Crowd, Crowd]] = {}  # per stack: made once, reused by 
 
 
 def run(
-    stack, *, seconds: float = 30.0, dashboards: int = POPULAR_DASHBOARDS, others: int = OTHERS
+    stack,
+    *,
+    seconds: float = 30.0,
+    dashboards: int = POPULAR_DASHBOARDS,
+    others: int = OTHERS,
+    hooks: dict | None = None,
 ) -> dict:
+    """The scenario's figures; `hooks` as crowd_run's."""
     popular, others = _crowds_of(stack, others)
     popular.runs += 1
     run_id = f"f{popular.runs}"
@@ -58,7 +65,8 @@ def run(
     plans += crowd_plans(
         others.accounts, url=url, run=run_id, shape=shape, dashboards=1, clients=OTHER_CLIENTS
     )
-    results, cpu = crowd_run(plans, seconds=seconds)
+    settled = crowd_settled(stack)  # the last run's sockets are gone
+    results, cpu = crowd_run(plans, seconds=seconds, hooks=hooks)
     crowd_acked(popular, results)
     crowd_acked(others, results)
     mine = {account.id for account in popular.accounts}
@@ -71,6 +79,7 @@ def run(
         "popular": hot_figures,
         "others": rest_figures,
         "client_cpu_s": round(cpu, 1),
+        "settle_s": settled,
         "problems": problems,
         "ok": not problems,
     }

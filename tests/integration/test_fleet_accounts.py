@@ -3,25 +3,15 @@ once through pipelined batches, with a dashboard each. Every reading is acked an
 once (each account's total to the cent), every dashboard sees every charge event in order,
 none twice. No figure is judged here: `make bench-fleet` measures them."""
 
-import importlib.util
-from pathlib import Path
-
 import pytest
+
+from tests.integration.fleet import fleet_scenario
 
 pytestmark = pytest.mark.integration
 
-SCENARIO = Path(__file__).resolve().parents[2] / "scripts" / "fleet" / "accounts.py"
-
-
-def scenario():
-    spec = importlib.util.spec_from_file_location("fleet_accounts", SCENARIO)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 def test_thirty_accounts_at_once_lose_nothing_double_nothing_and_keep_order(stack):
-    result = scenario().run(stack, seconds=3, accounts=30, meters=4)
+    result = fleet_scenario("accounts").run(stack, seconds=3, accounts=30, meters=4)
     assert result["problems"] == []
     assert result["ok"]
     for phase in ("single", "accounts", "paced"):

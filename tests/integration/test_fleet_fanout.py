@@ -3,25 +3,15 @@ account through the web process's hub, and one on each of thirty others. Every r
 acked and charged once, every dashboard sees every charge event of its account in order,
 none missing, none twice, no mid-stream snapshot. No figure is judged here."""
 
-import importlib.util
-from pathlib import Path
-
 import pytest
+
+from tests.integration.fleet import fleet_scenario
 
 pytestmark = pytest.mark.integration
 
-SCENARIO = Path(__file__).resolve().parents[2] / "scripts" / "fleet" / "fanout.py"
-
-
-def scenario():
-    spec = importlib.util.spec_from_file_location("fleet_fanout", SCENARIO)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 def test_a_hundred_dashboards_on_one_account_see_every_charge_in_order(stack):
-    result = scenario().run(stack, seconds=4, dashboards=100, others=30)
+    result = fleet_scenario("fanout").run(stack, seconds=4, dashboards=100, others=30)
     assert result["problems"] == []
     assert result["ok"]
     assert result["popular"]["dashboards"] == 100
