@@ -34,6 +34,20 @@ def cutoff_message(*, balance: str) -> dict[str, str]:
 
 RESTORE_MESSAGE = {"type": "restore"}
 
+
+def bearer_credentials(header: bytes) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header's value (None: the header
+    is of another scheme). Raises ValueError when it says Bearer but holds no single
+    token. Headers arrive as latin-1; a token outside ASCII matches no stored hash, so it
+    is refused as a wrong one rather than failing to decode."""
+    parts = header.split()
+    if not parts or parts[0].lower() != b"bearer":
+        return None
+    if len(parts) != 2:
+        raise ValueError("Malformed Authorization header: expected 'Bearer <token>'.")
+    return parts[1].decode("latin-1")
+
+
 # --- The channel layer -------------------------------------------------------------
 
 # The channel the rating workers serve (`manage.py runworker rating`).

@@ -1,8 +1,9 @@
 """Authentication of the operator API: `Authorization: Bearer <operator key>`.
 
 Keys are looked up by their SHA-256 (billing/keys.py), never compared in Python.
-`bearer_token` is the one reading of a Bearer header, shared with device HTTP
-ingest (metering/api/auth.py).
+`bearer_token` reads a request's Bearer header (protocol.bearer_credentials, which the
+WebSocket consumers read theirs with too), shared with device HTTP ingest
+(metering/api/auth.py).
 """
 
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from rest_framework.request import Request
 
 from billing.keys import secret_hash
 from billing.models import OperatorKey
+from protocol import bearer_credentials
 
 BEARER = "Bearer"
 
@@ -23,14 +25,10 @@ def bearer_token(request: HttpRequest | Request) -> str | None:
 
     Raises AuthenticationFailed when the header says Bearer but holds no single token.
     """
-    parts = get_authorization_header(request).split()
-    if not parts or parts[0].lower() != BEARER.lower().encode():
-        return None
-    if len(parts) != 2:
-        raise AuthenticationFailed("Malformed Authorization header: expected 'Bearer <key>'.")
-    # Headers arrive as latin-1; a token outside ASCII matches no stored hash, so it is
-    # refused as a wrong one rather than failing to decode.
-    return parts[1].decode("latin-1")
+    try:
+        return bearer_credentials(get_authorization_header(request))
+    except ValueError as error:
+        raise AuthenticationFailed(str(error)) from None
 
 
 @dataclass(frozen=True)

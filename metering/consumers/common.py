@@ -1,12 +1,15 @@
 """What the device and dashboard consumers share: reading credentials and the Origin from the
 scope, the hot-path dispatch, the connection gauges, a budget for what a connection may do."""
 
+import contextlib
 from urllib.parse import parse_qs, urlparse
 
 import redis
 from channels.consumer import get_handler_name
 from channels.security.websocket import OriginValidator
 from django.conf import settings
+
+from protocol import bearer_credentials
 
 # What the channel layer raises when Redis is unreachable.
 LAYER_ERRORS = (redis.RedisError, OSError)
@@ -16,9 +19,10 @@ def bearer_token(scope) -> str | None:
     """The token from `Authorization: Bearer ...`, else from `?token=`."""
     for name, value in scope.get("headers", []):
         if name == b"authorization":
-            scheme, _, token = value.decode("latin-1").partition(" ")
-            if scheme.lower() == "bearer" and token.strip():
-                return token.strip()
+            with contextlib.suppress(ValueError):  # malformed: as if none came
+                token = bearer_credentials(value)
+                if token:
+                    return token
     values = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("token")
     return values[0] if values else None
 
