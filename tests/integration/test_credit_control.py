@@ -13,6 +13,7 @@ import threading
 import time
 from decimal import Decimal
 
+import psycopg
 import pytest
 
 from devtools.stack import http_json
@@ -151,6 +152,13 @@ async def test_an_alert_committed_by_a_worker_that_died_is_still_told(two_web):
             stack.start_worker(name)
         stack.wait_healthy(workers=len(normal))
     assert (told["alert"], told["value"]) == (alert["id"], "3.000000")
+    # The event the dying worker committed, told by the sweeper under its own id.
+    with psycopg.connect(stack.database_url) as db:
+        written = db.execute(
+            "SELECT public_id FROM billing_event WHERE account_id = %s AND type = %s",
+            (p.account, "alert.triggered"),
+        ).fetchall()
+    assert written == [(told["id"],)]
     [fired] = stack.api_ok("GET", f"/api/v1/accounts/{p.account}/alerts/")
     assert fired["last_fired_at"] is not None
     charges = stack.charges(p.account)
