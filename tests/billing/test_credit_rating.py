@@ -7,10 +7,12 @@ import pytest
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from billing.credit_services import alert_create, credit_add
+from billing.credit_services import account_cutoff_set, alert_create, credit_add
 from billing.invoicing import account_periods_close
-from billing.models import Account, Alert, Event
+from billing.models import Account, Alert, Charge, Event
 from metering.rating import FrameIn, frames_rate
 from protocol import ReadingIn
 from tests.factories import make_account, make_meter, make_tariff
@@ -148,3 +150,48 @@ def test_a_spend_alert_fires_again_in_the_next_period(meter):
     fired = events(account, "alert.triggered")
     assert [e.data["value"] for e in fired] == ["5.000000", "4.000000"]
     assert fired[0].data["period_start"] != fired[1].data["period_start"]
+
+
+# Steps of an account's life: a credit of an amount, or a batch of readings of quantities.
+steps = st.lists(
+    st.one_of(
+        st.tuples(st.just("credit"), st.decimals(min_value=D("0.01"), max_value=D("80"), places=2)),
+        st.tuples(
+            st.just("batch"),
+            st.lists(
+                st.decimals(min_value=D("-3"), max_value=D("20"), places=3), min_size=1, max_size=5
+            ),
+        ),
+    ),
+    min_size=1,
+    max_size=8,
+)
+
+
+@settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(steps=steps, price=st.sampled_from(["1", "0.37", "1.234567"]))
+def test_the_balance_is_credited_minus_consumed_for_any_mix_of_credits_and_batches(steps, price):
+    """On the database, through the rating transaction and the credit service: whatever the
+    order of credits and batches, the balance is the credits less every charge rated since
+    the first of them, to the last decimal (charges before it are postpaid usage)."""
+    meter, _ = make_meter(make_account(), make_tariff(unit_price=price))
+    account_cutoff_set(account_id=meter.account_id, cutoff_at=D("0"))
+    for n, (kind, value) in enumerate(steps):
+        if kind == "credit":
+            credit_add(
+                account_id=meter.account_id, amount=value, description="", idempotency_key=f"k{n}"
+            )
+        else:
+            rate(meter, *(str(quantity) for quantity in value), prefix=f"b{n}")
+    account = Account.objects.get(pk=meter.account_id)
+    credited = sum((value for kind, value in steps if kind == "credit"), D(0))
+    since = Charge.objects.filter(meter=meter)
+    if account.credit_since is not None:
+        since = since.filter(rated_at__gte=account.credit_since)
+    else:
+        since = since.none()
+    consumed = sum(since.values_list("amount", flat=True), D(0))
+    assert (account.credited, account.consumed) == (credited, consumed)
+    assert account.balance == credited - consumed
