@@ -1,6 +1,7 @@
 """Webhooks on the real stack: a device's disconnect reaches a receiver as a signed
-meter.offline, and deliveries pending while the Celery worker is killed and Redis is down
-all arrive once they are back, none twice to a receiver that answered 2xx.
+meter.offline, and deliveries pending while the Celery worker is killed, Redis is down and
+PostgreSQL restarts all arrive once they are back, none twice to a receiver that answered
+2xx: the schedule lives in the database.
 
 The receivers run in this process on 127.0.0.1 and verify every request with the
 standardwebhooks library (tests/webhooks/receiver.py). The stack is this module's own:
@@ -87,7 +88,7 @@ async def test_a_device_that_disconnects_is_a_signed_meter_offline_webhook(hooks
     assert attempt["status_code"] == 200 and attempt["error"] is None
 
 
-def test_pending_deliveries_survive_a_killed_worker_and_redis(hooks_stack, receivers):
+def test_pending_deliveries_survive_a_killed_worker_redis_and_postgresql(hooks_stack, receivers):
     stack = hooks_stack
     up = threading.Event()  # set: the receivers answer 200; until then 503
 
@@ -110,6 +111,7 @@ def test_pending_deliveries_survive_a_killed_worker_and_redis(hooks_stack, recei
     worker.popen.wait(timeout=10)
     stack.processes.remove(worker)
     stack.stop_process("redis")
+    stack.restart_postgres()
     during = events_written(stack, account, 3, first=3)  # committed with no broker to wake
     up.set()
     stack._spawn_redis()
