@@ -34,7 +34,7 @@ passed to each scenario), BENCH_FLEET_LIMIT_SECONDS (3), BENCH_WORKERS (2); --qu
 
 import argparse
 import contextlib
-import importlib.util
+import importlib
 import inspect
 import json
 import os
@@ -60,7 +60,6 @@ from devtools.stack import Stack  # noqa: E402
 from scripts.baselines.processes import Baselines, baselines_start  # noqa: E402
 
 HTTP_LOAD = ROOT / "scripts" / "baselines" / "http_load.py"
-FLEET = ROOT / "scripts" / "fleet"
 SCENARIOS = ("sockets", "hosts", "accounts", "fanout")
 PARTS = ("core", "baselines", *SCENARIOS)
 
@@ -213,14 +212,8 @@ def baselines_run(stack: Stack, baselines: Baselines, config, run: dict) -> None
 
 
 def scenario_module(name: str):
-    """scripts/fleet/<name>.py, imported, or None when it is not built yet."""
-    path = FLEET / f"{name}.py"
-    if not path.exists():
-        return None
-    spec = importlib.util.spec_from_file_location(f"fleet_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """scripts/fleet/<name>.py, imported."""
+    return importlib.import_module(f"scripts.fleet.{name}")
 
 
 def scenario_run(module, stack: Stack, seconds: float) -> dict:
@@ -552,11 +545,8 @@ def report_scenarios(runs: list[dict], config) -> list[bool]:
         if name not in config.parts:
             continue
         results = [run["scenarios"][name] for run in runs if run.get("scenarios", {}).get(name)]
-        module = config.modules.get(name)
+        module = config.modules[name]
         print(f"\nFleet scenario {name} (scripts/fleet/{name}.py)")
-        if module is None:
-            print("  not built")
-            continue
         rows, passed = scenario_rows(results, getattr(module, "GOALS", {}))
         bench.print_table(["figure", "median (min to max)", "goal", "result"], rows)
         verdicts += passed
@@ -621,10 +611,9 @@ def one_run(stack: Stack, baselines: Baselines | None, config, n: int) -> dict:
     if baselines is not None:
         timed("baselines", lambda: baselines_run(stack, baselines, config, run))
     for name, module in config.modules.items():
-        if module is not None:
-            print(f"  scenario {name}, {config.scenario_seconds:g} s")
-            work = lambda module=module: scenario_run(module, stack, config.scenario_seconds)  # noqa: E731
-            run["scenarios"][name] = timed(name, work)
+        print(f"  scenario {name}, {config.scenario_seconds:g} s")
+        work = lambda module=module: scenario_run(module, stack, config.scenario_seconds)  # noqa: E731
+        run["scenarios"][name] = timed(name, work)
     return run
 
 

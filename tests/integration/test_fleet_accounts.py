@@ -5,13 +5,13 @@ none twice. No figure is judged here: `make bench-fleet` measures them."""
 
 import pytest
 
-from tests.integration.fleet import fleet_scenario
+from scripts.fleet import accounts
 
 pytestmark = pytest.mark.integration
 
 
 def test_thirty_accounts_at_once_lose_nothing_double_nothing_and_keep_order(stack):
-    result = fleet_scenario("accounts").run(stack, seconds=3, accounts=30, meters=4)
+    result = accounts.run(stack, seconds=3, accounts=30, meters=4)
     assert result["problems"] == []
     assert result["ok"]
     for phase in ("single", "accounts", "paced"):

@@ -5,13 +5,13 @@ none missing, none twice, no mid-stream snapshot. No figure is judged here."""
 
 import pytest
 
-from tests.integration.fleet import fleet_scenario
+from scripts.fleet import fanout
 
 pytestmark = pytest.mark.integration
 
 
 def test_a_hundred_dashboards_on_one_account_see_every_charge_in_order(stack):
-    result = fleet_scenario("fanout").run(stack, seconds=4, dashboards=100, others=30)
+    result = fanout.run(stack, seconds=4, dashboards=100, others=30)
     assert result["problems"] == []
     assert result["ok"]
     assert result["popular"]["dashboards"] == 100
