@@ -20,11 +20,21 @@ CLOSE_REPLACED = 4409  # a newer connection of the same meter took over (Meterli
 # (clients/device.py waits its longest backoff).
 CLOSE_TOO_MANY = 4429
 CLOSE_SERVICE_RESTART = 1012  # the web process is stopping: reconnect at once
+# A device told `try_again_later` that did not leave by itself (Meterline's: as HTTP's
+# 503; an application may not close with WebSocket's own 1013).
+CLOSE_TRY_AGAIN_LATER = 4503
 # After these a device must not reconnect with the same token: it cannot help.
 CLOSE_FINAL = frozenset({CLOSE_UNAUTHENTICATED, CLOSE_FORBIDDEN})
 
 # How long a device told `busy` waits before resending.
 BUSY_RETRY_MS = 500
+
+
+def try_again_message(*, retry_after_ms: int) -> dict[str, Any]:
+    """The web process has more connects in hand than it admits in a while (a fleet
+    coming back at once): the device closes the connection and comes back after
+    `retry_after_ms`, its own turn (Meterline's extension)."""
+    return {"type": "try_again_later", "retry_after_ms": retry_after_ms}
 
 
 def cutoff_message(*, balance: str) -> dict[str, str]:

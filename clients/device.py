@@ -12,7 +12,9 @@ again after `busy`'s retry time, after `resend_after` seconds without an answer
 and after a reconnect: the reading's id makes every resend harmless. Readings
 sent while it is offline wait for the next connection, as a meter buffers them.
 It reconnects with exponential backoff and jitter, at once after a service
-restart (1012), after the longest backoff when the server closed it for sending
+restart (1012), when the server says after `try_again_later` (a web process with
+more connects in hand than it admits gives each device its own turn), after the
+longest backoff when the server closed it for sending
 too many refused frames (4429: the refused readings were answered, so only good
 ones are resent, but whatever made them bad may still be there), and never after
 its token was refused or its meter disabled (4401, 4403: `run` raises
@@ -48,7 +50,12 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
-from protocol import BUSY_RETRY_MS, CLOSE_FINAL, CLOSE_SERVICE_RESTART, CLOSE_TOO_MANY
+from protocol import (
+    BUSY_RETRY_MS,
+    CLOSE_FINAL,
+    CLOSE_SERVICE_RESTART,
+    CLOSE_TOO_MANY,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -183,6 +190,7 @@ class Device:
         self.name = name
         self.resend_after = resend_after
         self.backoff = backoff or Backoff()
+        self.come_back_after: float | None = None  # seconds: the last try_again_later said
         self.outcomes = outcomes if outcomes is not None else Outcomes()
         self.max_batch = max_batch
         headers = {"Authorization": f"Bearer {token}"} if token is not None else None
@@ -312,8 +320,17 @@ class Device:
             self._on_busy(message)
         elif kind == "error":
             self._on_error(message, now)
+        elif kind == "try_again_later":
+            self._on_try_again_later(message)
         else:
             self.outcomes.others[str(kind)] += 1
+
+    def _on_try_again_later(self, message: dict) -> None:
+        """Leave, and come back when the server said (_stay_connected waits for it)."""
+        self.outcomes.others["try_again_later"] += 1
+        self.come_back_after = int(message.get("retry_after_ms", 0)) / 1000
+        if self.ws is not None:
+            self._spawn(self.ws.close())
 
     def _settle(self, rid: str, answer: str, now: float) -> None:
         waiting = self.waiting.pop(rid, None)
@@ -407,7 +424,10 @@ class Device:
             failures = 0 if opened else failures + 1
             if code is None:  # not opened, or lost without a close frame: try elsewhere
                 self.fail_over()
-            if code == CLOSE_TOO_MANY:  # not at once: the server has had enough of this device
+            if self.come_back_after is not None:  # the turn the server gave it
+                come_back_after, self.come_back_after = self.come_back_after, None
+                await asyncio.sleep(come_back_after)
+            elif code == CLOSE_TOO_MANY:  # not at once: the server has had enough of this device
                 await asyncio.sleep(self.backoff.longest())
             elif code != CLOSE_SERVICE_RESTART:
                 await asyncio.sleep(self.backoff.delay(failures))

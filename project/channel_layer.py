@@ -90,18 +90,43 @@ class ShardedRedisChannelLayer(RedisChannelLayer):
         """The channels of each group (memberships not expired), one round trip per shard:
         for a sender that sends one message per process rather than one per group
         (billing/events.py, the dashboards' events of a rating batch)."""
-        by_shard: dict[int, list[str]] = {}
-        for group in groups:
-            by_shard.setdefault(self.consistent_hash(group), []).append(group)
         since = int(time.time()) - self.group_expiry
         members = {}
-        for index, names in by_shard.items():
+        for index, names in self._by_shard(groups).items():
             pipe = self.connection(index).pipeline(transaction=False)
             for name in names:
                 pipe.zrangebyscore(self._group_key(name), since, "+inf")
             for name, found in zip(names, await pipe.execute(), strict=True):
                 members[name] = [channel.decode() for channel in found]
         return members
+
+    async def groups_add(self, groups: list[str], channel: str) -> None:
+        """group_add of `channel` to each group, one round trip per shard (a device joins
+        two groups on every connect: four commands, one after another, in channels-redis)."""
+
+        def add(pipe, key: str) -> None:
+            pipe.zadd(key, {channel: time.time()})
+            pipe.expire(key, self.group_expiry)
+
+        await self._groups_pipelined(groups, add)
+
+    async def groups_discard(self, groups: list[str], channel: str) -> None:
+        """group_discard of `channel` from each group, one round trip per shard."""
+        await self._groups_pipelined(groups, lambda pipe, key: pipe.zrem(key, channel))
+
+    async def _groups_pipelined(self, groups: list[str], commands) -> None:
+        for index, names in self._by_shard(groups).items():
+            pipe = self.connection(index).pipeline(transaction=False)
+            for name in names:
+                assert self.valid_group_name(name), "Group name not valid"
+                commands(pipe, self._group_key(name))
+            await pipe.execute()
+
+    def _by_shard(self, groups: list[str]) -> dict[int, list[str]]:
+        by_shard: dict[int, list[str]] = {}
+        for group in groups:
+            by_shard.setdefault(self.consistent_hash(group), []).append(group)
+        return by_shard
 
     def _plain(self, channel: str):
         """The connection and key of a plain channel: its one shard (fix 2)."""

@@ -68,6 +68,10 @@ READINGS_BUSY = READINGS.labels(outcome="busy")
 BUSY_ANSWERS = Counter(
     "meterline_busy_answers", "Busy answers sent to devices (WebSocket busy, HTTP 503)."
 )
+CONNECTS_DEFERRED = Counter(
+    "meterline_connects_deferred",
+    "Device connects closed with 4503 and a later turn: the process had more in hand.",
+)
 
 # --- latency --------------------------------------------------------------------
 

@@ -1,12 +1,17 @@
-"""A daphne process stopped with SIGTERM closes its WebSockets with 1012 (service restart).
+"""A daphne process stopped with SIGTERM stops accepting, then closes its WebSockets with
+1012 (service restart).
 
-daphne's own shutdown cancels every application at once and the reactor then
-drops the sockets without a close frame: devices and dashboards see 1006 and
-wait out their timeouts. Closing with 1012 first tells them to reconnect at
-once, to a sibling process behind the same port (deploy/), and lets each
-consumer's `disconnect` run, so its meter is marked offline here before the
-device marks it online there. Connections that have not closed after
-`CLOSE_GRACE_SECONDS` are cancelled as daphne would have.
+It stops listening first: on a port shared with its siblings (`daphne --fd`, deploy/)
+the devices it is about to close would otherwise reconnect to it too, only to be cut
+off again moments later; the connections that arrive meanwhile wait in the socket's
+backlog for a sibling, or for this process's successor.
+
+daphne's own shutdown cancels every application at once and the reactor then drops the
+sockets without a close frame: devices and dashboards see 1006 and wait out their
+timeouts. Closing with 1012 first tells them to reconnect at once, to a sibling process
+behind the same port (deploy/), and lets each consumer's `disconnect` run, so its meter
+is marked offline here before the device marks it online there. Connections that have
+not closed after `CLOSE_GRACE_SECONDS` are cancelled as daphne would have.
 """
 
 import asyncio
@@ -32,6 +37,7 @@ def close_websockets_on_shutdown() -> None:
     kill_all_applications = Server.kill_all_applications
 
     def close_then_kill(server):
+        stop_listening()
         closing = []
         for protocol, details in list(server.connections.items()):
             if isinstance(protocol, WebSocketProtocol) and protocol.state == protocol.STATE_OPEN:
@@ -51,3 +57,14 @@ def close_websockets_on_shutdown() -> None:
 
     Server.kill_all_applications = close_then_kill
     Server._meterline_closes_websockets = True
+
+
+def stop_listening() -> None:
+    """Stop accepting connections on every listening port of this process. The port itself
+    stays open while another process (a sibling, supervisord, systemd) holds it: daphne
+    listens on its own duplicate of an inherited descriptor."""
+    from twisted.internet import reactor, tcp
+
+    for reader in reactor.getReaders():
+        if isinstance(reader, tcp.Port):
+            reader.stopListening()

@@ -1,7 +1,12 @@
 """What the device and dashboard consumers share: reading credentials and the Origin from the
 scope, the hot-path dispatch, the connection gauges, a budget for what a connection may do."""
 
+import asyncio
 import contextlib
+import time
+import weakref
+from collections import deque
+from collections.abc import AsyncIterator
 from urllib.parse import parse_qs, urlparse
 
 import redis
@@ -38,6 +43,94 @@ def origin_allowed(scope) -> bool:
         if name == b"origin":
             parsed = urlparse(value.decode("latin-1"))
     return OriginValidator(None, allowed).valid_origin(parsed)
+
+
+class ConnectGate:
+    """How many connects a web process works on at once, and how many it lets wait for
+    that; the rest are told when to come back.
+
+    A fleet reconnecting together after a restart would otherwise hold every Redis
+    connection of the process and its connect threads' queue until their timeouts cut
+    the consumers down, and each device cut down came back to make it worse. A connect
+    beyond the waiting room is closed at once with CLOSE_TRY_AGAIN_LATER and a
+    `retry_after_ms` that gives each turned-away device its own later turn, at the rate
+    the process has been admitting: the fleet comes back spread out, not all at once.
+    The room is small, so that no device waits there for longer than its handshake
+    timeout (it would come back while its first connect was still to be worked on).
+    """
+
+    at_once = 32  # connects doing their database and Redis work together
+    waiting_room = 256  # connects waiting for that; more are told to come back
+    window = 10.0  # seconds of admissions the rate is measured over
+    floor_per_second = 50.0  # the rate assumed while fewer are measured
+
+    def __init__(self) -> None:
+        self.slots = asyncio.Semaphore(self.at_once)
+        self.waiting = 0
+        self.admitted: deque[float] = deque()  # when each admission of the window ended
+        self.last_turn = 0.0  # the latest time a turned-away connect was told to return
+
+    def full(self) -> bool:
+        return self.waiting >= self.waiting_room
+
+    def rate(self, now: float) -> float:
+        """Admissions a second over the last `window` seconds, at least the floor."""
+        while self.admitted and self.admitted[0] < now - self.window:
+            self.admitted.popleft()
+        return max(self.floor_per_second, len(self.admitted) / self.window)
+
+    def turn(self, now: float) -> float:
+        """Seconds until a connect turned away now should come back: after everyone
+        waiting and everyone told before it, at the measured admission rate."""
+        rate = self.rate(now)
+        self.last_turn = max(now + self.waiting / rate, self.last_turn) + 1 / rate
+        return self.last_turn - now
+
+    @contextlib.asynccontextmanager
+    async def slot(self, *, admission: bool = True) -> AsyncIterator[None]:
+        """Hold one of the slots (waiting for it); `admission`: counted in the rate."""
+        self.waiting += 1
+        try:
+            await self.slots.acquire()
+        finally:
+            self.waiting -= 1
+        try:
+            yield
+        finally:
+            self.slots.release()
+            if admission:
+                self.admitted.append(time.monotonic())
+
+
+_connect_gates: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def connect_gate() -> ConnectGate:
+    """This event loop's ConnectGate."""
+    loop = asyncio.get_running_loop()
+    gate = _connect_gates.get(loop)
+    if gate is None:
+        gate = _connect_gates[loop] = ConnectGate()
+    return gate
+
+
+async def groups_join(layer, groups: list[str], channel: str) -> None:
+    """Add the channel to the groups: in one round trip per Redis server where the layer
+    can (project/channel_layer.py), else one group at a time."""
+    if hasattr(layer, "groups_add"):
+        await layer.groups_add(groups, channel)
+        return
+    for group in groups:
+        await layer.group_add(group, channel)
+
+
+async def groups_leave(layer, groups: list[str], channel: str) -> None:
+    """Take the channel out of the groups, as groups_join adds it."""
+    if hasattr(layer, "groups_discard"):
+        await layer.groups_discard(groups, channel)
+        return
+    for group in groups:
+        await layer.group_discard(group, channel)
 
 
 class HotPathDispatch:

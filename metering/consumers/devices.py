@@ -1,6 +1,8 @@
 """The device WebSocket (CONTRACT.md section 3): authenticate, parse, hand frames to the
 process's batcher, and answer each frame once the workers have committed it."""
 
+import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -9,20 +11,25 @@ from datetime import timedelta
 from functools import partial
 
 from channels.db import DatabaseSyncToAsync, database_sync_to_async
-from channels.exceptions import ChannelFull
+from channels.exceptions import ChannelFull, StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.layers import get_channel_layer
+from channels.utils import await_many_dispatch
 from django.conf import settings
 from django.utils import timezone
 
 from billing.money import format_amount
 from metering.batching import frame_batcher
-from metering.connections import meter_connection_close, meter_connection_open
+from metering.connections import meter_connection_close, meter_connection_take
 from metering.consumers.common import (
     LAYER_ERRORS,
     ConnectionGauge,
     HotPathDispatch,
     TokenBucket,
     bearer_token,
+    connect_gate,
+    groups_join,
+    groups_leave,
 )
 from metering.dashboard import meter_status_event
 from metering.parsing import parse_frame
@@ -30,6 +37,7 @@ from metering.selectors import meter_for_token
 from project.metrics import (
     ACK_SECONDS,
     BUSY_ANSWERS,
+    CONNECTS_DEFERRED,
     DEVICE_CONNECTIONS,
     LAYER_SEND_ERRORS,
     READINGS_BUSY,
@@ -40,6 +48,7 @@ from protocol import (
     CLOSE_FORBIDDEN,
     CLOSE_REPLACED,
     CLOSE_TOO_MANY,
+    CLOSE_TRY_AGAIN_LATER,
     CLOSE_UNAUTHENTICATED,
     RESTORE_MESSAGE,
     ReadingError,
@@ -48,6 +57,7 @@ from protocol import (
     cutoff_message,
     errors_message,
     meter_group,
+    try_again_message,
 )
 
 logger = logging.getLogger(__name__)
@@ -58,6 +68,8 @@ logger = logging.getLogger(__name__)
 # second, and handshakes timed out behind it. On PostgreSQL that work runs on threads of
 # its own, each with its own connection; SQLite keeps its one writer.
 CONNECT_THREADS = 4
+# How long a device told to try again later may take to close the connection itself.
+TRY_AGAIN_GRACE_SECONDS = 10.0
 _connect_threads = ThreadPoolExecutor(CONNECT_THREADS, thread_name_prefix="device-connect")
 
 
@@ -68,17 +80,28 @@ def connect_database(func):
     return database_sync_to_async(func)
 
 
-def meter_confirmed_open(*, token: str, meter_id: str, channel_name: str):
-    """Look the token up again, for a rotation, deactivation or cut-off between the first
-    lookup and joining the groups; if it still holds, make this the meter's connection.
-    Returns the meter as looked up now (None: unknown) and the connection it replaces."""
-    again = meter_for_token(token=token)
-    if again is None or not again.active:
-        return again, ""
-    return again, meter_connection_open(meter_id=meter_id, channel_name=channel_name)
+class ListensOnceAdmitted:
+    """AsyncConsumer.__call__, but the channel layer is listened to only once the connect
+    has admitted the device (`self.meter` set). Every listener of a process takes part in
+    channels-redis's hand-over of its one receive, and one cancelled while it holds it
+    loses the message it was popping (a batch's answer, a cut-off): a fleet coming back
+    at once, most of it refused or told to come back later, cancelled thousands a second.
+    Whatever reaches the channel before the listening starts waits for it there."""
+
+    async def __call__(self, scope, receive, send):
+        self.scope = scope
+        self.channel_layer = get_channel_layer(self.channel_layer_alias)
+        self.channel_name = await self.channel_layer.new_channel()
+        self.base_send = send
+        with contextlib.suppress(StopConsumer):  # the consumer's way of ending
+            await self.dispatch(await receive())  # websocket.connect
+            listened = [receive]
+            if self.meter is not None:
+                listened.append(partial(self.channel_layer.receive, self.channel_name))
+            await await_many_dispatch(listened, self.dispatch)
 
 
-class DeviceConsumer(ConnectionGauge, HotPathDispatch, AsyncWebsocketConsumer):
+class DeviceConsumer(ConnectionGauge, HotPathDispatch, ListensOnceAdmitted, AsyncWebsocketConsumer):
     gauge = DEVICE_CONNECTIONS
     # Every handler: those that reach the database do it through connect_database.
     no_database = frozenset(
@@ -103,30 +126,43 @@ class DeviceConsumer(ConnectionGauge, HotPathDispatch, AsyncWebsocketConsumer):
         # Frames with refused readings: a device that keeps sending them is closed (4429).
         self.refusals = TokenBucket(settings.METERLINE_INVALID_FRAMES_PER_MINUTE, time.monotonic())
         self.closing = False
+        self.deferred: asyncio.TimerHandle | None = None  # told to try again later
 
     async def connect(self):
-        token = bearer_token(self.scope)
+        gate = connect_gate()
+        if gate.full():  # a fleet coming back at once: give this one a later turn
+            retry_after_ms = round(gate.turn(time.monotonic()) * 1000)
+            CONNECTS_DEFERRED.inc()
+            await self.accept()
+            # The device closes, having read it. Closed from here at once, a device too
+            # slow to finish the close within autobahn's second would have the
+            # connection reset under it, unread, and come back with no turn at all.
+            await self._send(try_again_message(retry_after_ms=retry_after_ms))
+            self.deferred = asyncio.get_running_loop().call_later(
+                TRY_AGAIN_GRACE_SECONDS, self._deferred_close
+            )
+            return
+        async with gate.slot():
+            await self._admit(bearer_token(self.scope))
+
+    async def _admit(self, token: str | None) -> None:
+        """Check the token, join the meter's groups and take over its connection."""
         meter = await connect_database(meter_for_token)(token=token) if token else None
         # Accept before closing: a close before accept is an HTTP 403, and the
         # device would never see the contract's close code.
         await self.accept()
-        if meter is None:
-            await self.close(code=CLOSE_UNAUTHENTICATED)
+        if meter is None or not meter.active:
+            await self.close(code=CLOSE_UNAUTHENTICATED if meter is None else CLOSE_FORBIDDEN)
             return
-        if not meter.active:
-            await self.close(code=CLOSE_FORBIDDEN)
-            return
-        groups = (meter_group(meter.id), account_devices_group(meter.account_id))
-        for group in groups:
-            await self.channel_layer.group_add(group, self.channel_name)
+        groups = [meter_group(meter.id), account_devices_group(meter.account_id)]
+        await groups_join(self.channel_layer, groups, self.channel_name)
         # A rotation, deactivation or cut-off between the lookup and joining the groups
         # sent its message before we could hear it: look again.
-        again, previous = await connect_database(meter_confirmed_open)(
+        again, previous = await connect_database(meter_connection_take)(
             token=token, meter_id=meter.id, channel_name=self.channel_name
         )
         if again is None or not again.active:
-            for group in groups:
-                await self.channel_layer.group_discard(group, self.channel_name)
+            await groups_leave(self.channel_layer, groups, self.channel_name)
             await self.close(code=CLOSE_UNAUTHENTICATED if again is None else CLOSE_FORBIDDEN)
             return
         self.meter = meter
@@ -143,13 +179,28 @@ class DeviceConsumer(ConnectionGauge, HotPathDispatch, AsyncWebsocketConsumer):
         meter, self.meter = self.meter, None
         if meter is None:
             return
-        for group in (meter_group(meter.id), account_devices_group(meter.account_id)):
-            await self.channel_layer.group_discard(group, self.channel_name)
-        went_offline = await connect_database(meter_connection_close)(
-            meter_id=meter.id, channel_name=self.channel_name
-        )
-        if went_offline:
-            await self._publish_status(online=False, meter=meter)
+        async with connect_gate().slot(admission=False):
+            groups = [meter_group(meter.id), account_devices_group(meter.account_id)]
+            await groups_leave(self.channel_layer, groups, self.channel_name)
+            went_offline = await connect_database(meter_connection_close)(
+                meter_id=meter.id, channel_name=self.channel_name
+            )
+            if went_offline:
+                await self._publish_status(online=False, meter=meter)
+
+    def _deferred_close(self) -> None:
+        """A device told to try again later that is still here: close it."""
+        self._spawn_close = asyncio.ensure_future(self.close(code=CLOSE_TRY_AGAIN_LATER))
+
+    async def websocket_disconnect(self, message):
+        # Channels' own also runs close_old_connections on the process's one thread for
+        # sync code, after every disconnect: a fleet dropping at once queued there for
+        # longer than daphne waits for a consumer to end. The database work here goes
+        # through connect_database, which closes old connections in its own threads.
+        if self.deferred is not None:
+            self.deferred.cancel()
+        await self.disconnect(message["code"])
+        raise StopConsumer
 
     async def receive(self, text_data=None, bytes_data=None):
         if self.meter is None or self.closing:
@@ -247,7 +298,12 @@ class DeviceConsumer(ConnectionGauge, HotPathDispatch, AsyncWebsocketConsumer):
     async def _tell(self, channel: str, message: dict) -> None:
         try:
             await self.channel_layer.send(channel, message)
-        except (ChannelFull, *LAYER_ERRORS):
+        except ChannelFull:
+            # The process holding that connection reads nothing: most likely gone (its
+            # connections are gone with it), and nothing more to say about it.
+            LAYER_SEND_ERRORS.inc()
+            logger.debug("connection %s unreachable: its process's channel is full", channel)
+        except LAYER_ERRORS:
             LAYER_SEND_ERRORS.inc()
             meter = self.meter.id if self.meter is not None else None
             logger.warning(

@@ -16,6 +16,7 @@ import pytest
 from websockets.asyncio.server import ServerConnection, serve
 
 from clients.device import Backoff, Device, Frame, Refused, meters_url
+from protocol import try_again_message
 
 FAST = Backoff(first=0.05, cap=0.2)  # reconnects in well under a second
 SLOW = Backoff(first=5.0, cap=5.0, jitter=0)  # a reconnect after it would miss the test's timeout
@@ -48,6 +49,7 @@ ANSWERS = {
         {"type": "error", "id": rid, "code": "invalid_reading", "detail": "no"} for rid in ids
     ],
     "errors": lambda ids: [refusals(ids)],
+    "try again later": lambda ids: [try_again_message(retry_after_ms=400)],
 }
 
 # The host going away: the connection dies without a close frame, at once ("drop") or
@@ -57,9 +59,12 @@ DROPS = {
     "freeze": lambda transport: transport.pause_reading(),
 }
 
+# What the fake does with a frame: an answer kind (ANSWERS, DROPS), or a close code.
+Action = str | int
+
 
 class FakeServer:
-    def __init__(self, script: tuple[str | int, ...]) -> None:
+    def __init__(self, script: tuple[Action, ...]) -> None:
         self.script = list(script)
         self.frames: list[list[str]] = []  # the reading ids of each frame, in order
         self.frame_times: list[float] = []
@@ -88,7 +93,9 @@ class FakeServer:
 
 
 @contextlib.asynccontextmanager
-async def fake_server(*script: str | int, port: int = 0) -> AsyncIterator[FakeServer]:
+async def fake_server(
+    *script: str | int | tuple[int, str], port: int = 0
+) -> AsyncIterator[FakeServer]:
     fake = FakeServer(script)
     async with serve(fake.handler, "127.0.0.1", port) as server:
         bound = server.sockets[0].getsockname()[1]
@@ -288,3 +295,14 @@ async def test_too_many_refused_frames_reconnects_after_the_longest_backoff():
     assert server.connections[1] - server.connections[0] >= backoff.cap  # not `first`
     assert frame.answers == {"r-1": "ack"}  # resent on the next connection
     assert device.outcomes.close_codes == [4429] and device.outcomes.reconnects == 1
+
+
+async def test_told_to_try_again_later_it_leaves_and_comes_back_when_the_server_said():
+    async with fake_server("try again later") as server:
+        device = Device(server.url, "t", backoff=FAST)
+        [frame] = await deliver(device, ["r-1"])
+    assert len(server.connections) == 2
+    assert server.connections[1] - server.connections[0] >= 0.4  # not FAST's backoff
+    assert frame.answers == {"r-1": "ack"}  # resent on the next connection
+    assert device.outcomes.close_codes == [1000]  # it closed the connection itself
+    assert device.outcomes.others["try_again_later"] == 1

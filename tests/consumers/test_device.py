@@ -7,7 +7,10 @@ import pytest
 from channels.db import database_sync_to_async
 from django.utils import timezone
 
+import protocol
 from billing.models import Charge
+from metering.consumers import devices
+from metering.consumers.common import connect_gate
 from tests.consumers.conftest import (
     closed_with,
     dashboard,
@@ -314,3 +317,24 @@ async def test_a_connection_that_keeps_sending_refused_frames_is_closed_4429(set
     await client.send_to(text_data="{oops")  # a refused frame too, one too many
     assert json.loads(await client.receive_from())["code"] == "invalid_json"
     assert await client.receive_output(timeout=2) == {"type": "websocket.close", "code": 4429}
+
+
+async def test_a_connect_beyond_the_waiting_room_is_told_when_to_come_back(monkeypatch):
+    _, token = await new_meter()
+    gate = connect_gate()
+    monkeypatch.setattr(gate, "waiting", gate.waiting_room)  # a fleet coming back at once
+    monkeypatch.setattr(devices, "TRY_AGAIN_GRACE_SECONDS", 0.1)
+    client = device(token)
+    assert (await client.connect())[0]
+    told = json.loads(await client.receive_from(timeout=2))
+    assert told["type"] == "try_again_later" and told["retry_after_ms"] > 0
+    # A device that stays is closed once its grace is over, never rated.
+    assert (await client.receive_output(timeout=2))["code"] == protocol.CLOSE_TRY_AGAIN_LATER
+    monkeypatch.setattr(gate, "waiting", 0)
+    again = device(token)
+    assert (await again.connect())[0]
+    await again.send_to(text_data=reading("r-1"))
+    worker = await rate_next_frame()
+    assert json.loads(await again.receive_from(timeout=5))["ids"] == ["r-1"]
+    worker.stop()
+    await again.disconnect()
