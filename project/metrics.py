@@ -70,7 +70,7 @@ BUSY_ANSWERS = Counter(
 )
 CONNECTS_DEFERRED = Counter(
     "meterline_connects_deferred",
-    "Device connects closed with 4503 and a later turn: the process had more in hand.",
+    "Device connects told try_again_later with a turn of their own: more were in hand.",
 )
 
 # --- latency --------------------------------------------------------------------
