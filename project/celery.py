@@ -1,4 +1,4 @@
-"""The Celery app: Meterline's scheduler and batch engine (closing periods comes later)."""
+"""The Celery app: beat's schedule closes billing periods, sweeps the outbox and the webhooks."""
 
 import contextlib
 import logging
