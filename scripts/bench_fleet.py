@@ -28,7 +28,7 @@ much less. With --profile DIR, py-spy records daphne and the rating workers duri
 single and paced runs and the report says where their time went.
 
 Settings (flags override the environment): BENCH_FLEET_RUNS (3), BENCH_FLEET_SECONDS (10,
-each throughput run), BENCH_FLEET_PACED_SECONDS (30), BENCH_FLEET_SCENARIO_SECONDS (30,
+each throughput run), BENCH_FLEET_PACED_SECONDS (30), BENCH_FLEET_SCENARIO_SECONDS (20,
 passed to each scenario), BENCH_FLEET_LIMIT_SECONDS (3), BENCH_WORKERS (2); --quick is
 1 run of 5 s, paced 10 s, scenarios 10 s. Exit status 0 when every goal and check passes.
 """
@@ -655,7 +655,7 @@ def arguments() -> argparse.Namespace:
         "--paced-seconds", type=float, default=env_default("BENCH_FLEET_PACED_SECONDS", 30)
     )
     parser.add_argument(
-        "--scenario-seconds", type=float, default=env_default("BENCH_FLEET_SCENARIO_SECONDS", 30)
+        "--scenario-seconds", type=float, default=env_default("BENCH_FLEET_SCENARIO_SECONDS", 20)
     )
     parser.add_argument(
         "--limit-seconds", type=float, default=env_default("BENCH_FLEET_LIMIT_SECONDS", 3)
