@@ -50,12 +50,7 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
-from protocol import (
-    BUSY_RETRY_MS,
-    CLOSE_FINAL,
-    CLOSE_SERVICE_RESTART,
-    CLOSE_TOO_MANY,
-)
+from protocol import BUSY_RETRY_MS, CLOSE_FINAL, CLOSE_SERVICE_RESTART, CLOSE_TOO_MANY
 
 logger = logging.getLogger(__name__)
 

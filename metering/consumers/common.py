@@ -52,9 +52,10 @@ class ConnectGate:
     A fleet reconnecting together after a restart would otherwise hold every Redis
     connection of the process and its connect threads' queue until their timeouts cut
     the consumers down, and each device cut down came back to make it worse. A connect
-    beyond the waiting room is closed at once with CLOSE_TRY_AGAIN_LATER and a
+    beyond the waiting room is accepted and told `try_again_later` with a
     `retry_after_ms` that gives each turned-away device its own later turn, at the rate
-    the process has been admitting: the fleet comes back spread out, not all at once.
+    the process has been admitting (closed with CLOSE_TRY_AGAIN_LATER if it stays): the
+    fleet comes back spread out, not all at once.
     The room is small, so that no device waits there for longer than its handshake
     timeout (it would come back while its first connect was still to be worked on).
     """
