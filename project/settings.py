@@ -88,6 +88,13 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     }
 else:
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    # A process cut off mid-transaction (its host gone, no RST) would hold its rows'
+    # locks, an account's, until PostgreSQL noticed: on a silent network, hours. No
+    # transaction here waits on its client for seconds, so one that does is ended.
+    idle_limit = env_int("DB_IDLE_IN_TRANSACTION_SECONDS", 10)
+    DATABASES["default"].setdefault("OPTIONS", {})["options"] = (
+        f"-c idle_in_transaction_session_timeout={idle_limit * 1000}"
+    )
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -61,7 +61,7 @@ class Watch:
     account: str
     key: str
     urls: list[str]
-    seen: set[str] = field(default_factory=set)  # reading ids in its charge events
+    seen: set[tuple[str, str]] = field(default_factory=set)  # (meter, reading id) charged
     repeated: int = 0
     total: Decimal | None = None  # the period total it shows
     connections: int = 0
@@ -85,10 +85,10 @@ class Watch:
             self.total = Decimal(message["total"])
         elif message.get("type") == "charge":
             self.total = Decimal(message["period_total"])
-            for rid in message["reading_ids"]:
-                if rid in self.seen:
+            for rid in message["reading_ids"]:  # ids are a meter's: two meters may share one
+                if (message["meter"], rid) in self.seen:
                     self.repeated += 1
-                self.seen.add(rid)
+                self.seen.add((message["meter"], rid))
 
 
 class Watches(threading.Thread):

@@ -10,11 +10,13 @@ These tests restart parts of their stack, so they have a stack of their own (`fa
 
 import asyncio
 import signal
+import sys
 import time
 from decimal import Decimal
 
 import pytest
 
+from devtools.stack import wait_for
 from tests.integration.stack import StreamStats, assert_charged_once, stream
 
 pytestmark = pytest.mark.integration
@@ -95,3 +97,49 @@ async def test_restart_postgresql(fault_stack):
     stats = await stream_through(fault_stack, fault_stack.restart_postgres)
     report("PostgreSQL restart", stats)
     fault_stack.wait_healthy(workers=2, timeout=30)
+
+
+# A process that locks an account, then goes silent: its host cut off (no RST reaches
+# PostgreSQL), or frozen. DB_IDLE_IN_TRANSACTION_SECONDS is read by each process.
+LOCK_AND_GO_SILENT = """
+import sys, time
+import django
+django.setup()
+from django.db import transaction
+from billing.models import Account
+with transaction.atomic():
+    Account.objects.select_for_update().get(pk=sys.argv[1])
+    print("locked", flush=True)
+    time.sleep(3600)
+"""
+
+
+def lock_and_go_silent(stack, account: str) -> None:
+    env = stack.app_env() | {"DB_IDLE_IN_TRANSACTION_SECONDS": "2"}
+    silent = stack.spawn("silent", [sys.executable, "-c", LOCK_AND_GO_SILENT, account], env)
+    wait_for(lambda: b"locked" in silent.log.read_bytes(), timeout=30, what="the account locked")
+    silent.popen.send_signal(signal.SIGSTOP)  # not even a FIN, as if its host were gone
+
+
+@pytest.mark.timeout(120)
+async def test_a_process_gone_silent_in_a_transaction_does_not_hold_its_account(fault_stack):
+    # Without a limit on idle transactions PostgreSQL keeps the account locked as long
+    # as the silent connection lasts (hours): the rating of its readings waits as long.
+    p = fault_stack.provision(meters=DEVICES, model="per_unit", unit_price=str(UNIT_PRICE))
+    lock_and_go_silent(fault_stack, p.account)
+    stats = [StreamStats() for _ in range(DEVICES)]
+    try:
+        await asyncio.gather(
+            *(
+                stream(
+                    fault_stack, token, f"{p.meters[n]}-silent", stats[n], count=READINGS_PER_DEVICE
+                )
+                for n, token in enumerate(p.tokens)
+            )
+        )
+    finally:
+        fault_stack.stop_process("silent")
+    assert_charged_once(
+        fault_stack, p.account, stats, per_device=READINGS_PER_DEVICE, unit_price=UNIT_PRICE
+    )
+    report("account locked by a silent process", stats)
