@@ -282,9 +282,13 @@ class Stack:
         wait_for(ping, timeout=STARTUP_TIMEOUT, what="redis-server")
 
     def start_postgres(self) -> None:
-        import psycopg
-
         self.pg_port = free_port()
+        self._init_pg_cluster()
+        self._start_pg_server()
+        self.pg_started = True
+        self._create_pg_database()
+
+    def _init_pg_cluster(self) -> None:
         pg_root = self.tmp / "pg"
         for directory in (pg_root, self.pg_data, self.pg_sockets):
             directory.mkdir(parents=True, exist_ok=True)
@@ -292,58 +296,31 @@ class Stack:
         self.pg_data.chmod(0o700)
         # The postgres user must be able to reach its directories inside our temp dir.
         self.tmp.chmod(0o755)
-        subprocess.run(
-            as_postgres_user(
-                [
-                    pg_binary("initdb"),
-                    "-D",
-                    str(self.pg_data),
-                    "-A",
-                    "trust",
-                    "-U",
-                    "meterline",
-                    "--encoding=UTF8",
-                    "--locale=C",
-                    "--no-sync",
-                ]
-            ),
-            check=True,
-            capture_output=True,
-            timeout=120,
-        )
+        initdb = [pg_binary("initdb"), "-D", str(self.pg_data), "-A", "trust", "-U", "meterline"]
+        initdb += ["--encoding=UTF8", "--locale=C", "--no-sync"]
+        subprocess.run(as_postgres_user(initdb), check=True, capture_output=True, timeout=120)
+
+    def _start_pg_server(self) -> None:
         options = (
             f"-p {self.pg_port} -k {self.pg_sockets} -c listen_addresses=127.0.0.1 "
             "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
             "-c max_connections=200"
         )
-        subprocess.run(
-            as_postgres_user(
-                [
-                    pg_binary("pg_ctl"),
-                    "-w",
-                    "-t",
-                    "60",
-                    "-D",
-                    str(self.pg_data),
-                    "-l",
-                    str(self.pg_log),
-                    "-o",
-                    options,
-                    "start",
-                ]
-            ),
-            check=True,
-            capture_output=True,
-            timeout=90,
-        )
-        self.pg_started = True
-        with psycopg.connect(
+        pg_ctl = [pg_binary("pg_ctl"), "-w", "-t", "60", "-D", str(self.pg_data)]
+        pg_ctl += ["-l", str(self.pg_log), "-o", options, "start"]
+        subprocess.run(as_postgres_user(pg_ctl), check=True, capture_output=True, timeout=90)
+
+    def _create_pg_database(self) -> None:
+        import psycopg
+
+        connection = psycopg.connect(
             host="127.0.0.1",
             port=self.pg_port,
             user="meterline",
             dbname="postgres",
             autocommit=True,
-        ) as conn:
+        )
+        with connection as conn:
             conn.execute("CREATE DATABASE meterline")
 
     # --- faults ----------------------------------------------------------------
