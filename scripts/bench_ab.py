@@ -5,10 +5,10 @@ a git revision and on this checkout, alternated, a fresh stack each time.
     .venv/bin/python scripts/bench_ab.py 6fb5ca9 --rounds 2 --seconds 5
     .venv/bin/python scripts/bench_ab.py 6fb5ca9 --after 3961faf   # two revisions
 
-Back-to-back runs on these machines drift by more than the 5% a change is judged by (one
-commit gave 0.58 to 0.73 ms of CPU per single-reading frame in one sitting), so "before,
-then after" measures the drift as much as the change. Alternating before, after, before,
-after spreads the drift over both. A revision is checked out in a temporary git
+Back-to-back runs on these machines drift by more than the 5% a change is judged by
+(one commit gave 0.48 to 0.78 ms of server CPU per single-reading frame in one sitting),
+so "before, then after" measures the drift as much as the change. Alternating before,
+after, before, after spreads the drift over both. A revision is checked out in a temporary git
 worktree and run with this checkout's virtualenv; its scripts/bench.py must have
 running_stack, warm_up, measure, BATCHED and SINGLE (every revision since 6fb5ca9 does).
 
@@ -68,9 +68,10 @@ def run_side(checkout: Path, seconds: float) -> list[dict]:
 def compare(rev: str, after_rev: str | None, rounds: int, seconds: float) -> None:
     runs: dict[str, list[dict]] = {"before": [], "after": []}
     with tempfile.TemporaryDirectory(prefix="meterline-ab-") as tmp:
-        sides = {"before": worktree(Path(tmp) / "before", rev)}
-        sides["after"] = worktree(Path(tmp) / "after", after_rev) if after_rev else ROOT
+        sides: dict[str, Path] = {}
         try:
+            sides["before"] = worktree(Path(tmp) / "before", rev)
+            sides["after"] = worktree(Path(tmp) / "after", after_rev) if after_rev else ROOT
             for round_ in range(1, rounds + 1):
                 for side, checkout in sides.items():
                     for row in run_side(checkout, seconds):
