@@ -313,14 +313,13 @@ class Stack:
     def _create_pg_database(self) -> None:
         import psycopg
 
-        connection = psycopg.connect(
+        with psycopg.connect(
             host="127.0.0.1",
             port=self.pg_port,
             user="meterline",
             dbname="postgres",
             autocommit=True,
-        )
-        with connection as conn:
+        ) as conn:
             conn.execute("CREATE DATABASE meterline")
 
     # --- faults ----------------------------------------------------------------

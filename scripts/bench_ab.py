@@ -8,9 +8,10 @@ a git revision and on this checkout, alternated, a fresh stack each time.
 Back-to-back runs on these machines drift by more than the 5% a change is judged by
 (one commit gave 0.48 to 0.78 ms of server CPU per single-reading frame in one sitting),
 so "before, then after" measures the drift as much as the change. Alternating before,
-after, before, after spreads the drift over both. A revision is checked out in a temporary git
-worktree and run with this checkout's virtualenv; its scripts/bench.py must have
-running_stack, warm_up, measure, BATCHED and SINGLE (every revision since 6fb5ca9 does).
+after, before, after spreads the drift over both. A revision is checked out in a
+temporary git worktree and run with this checkout's virtualenv; its scripts/bench.py must
+have running_stack, warm_up, measure, BATCHED and SINGLE (every revision since 6fb5ca9
+does).
 
 Prints each run as it ends, then per figure the median of each side and after / before:
 readings/s acked, and the CPU per reading of the server processes (daphne, workers,
@@ -42,10 +43,10 @@ def one_stack(seconds: float) -> None:
         bench.warm_up(stack)
         for scenario in (bench.BATCHED, bench.SINGLE):
             result = bench.measure(stack, scenario, seconds)
+            # As bench.cpu_per_reading, without the load client (and Celery, idle here).
             server = sum(v for k, v in result["cpu_s"].items() if k not in ("client", "celery"))
-            readings = result["readings_per_s"] * seconds
             row = {"scenario": scenario.name, "readings_per_s": round(result["readings_per_s"])}
-            row["server_cpu_ms"] = round(1000 * server / readings, 4)
+            row["server_cpu_ms"] = round(1000 * server / (result["answered"] or 1), 4)
             print("ROW", json.dumps(row), flush=True)
 
 
